@@ -1,0 +1,2 @@
+"""difflab: diffusion models done by the book."""
+__version__ = "0.1.0"

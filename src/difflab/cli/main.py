@@ -1,0 +1,168 @@
+"""difflab command line: parse -> config -> build -> call. Bad input ends in one line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from difflab.errors import UserError
+
+EPILOG = """examples:
+  difflab demo                                  # ~10 min on 2 CPU cores: MNIST samples, plots, report in runs/demo
+  difflab train --data mnist --minutes 30 --out runs/mnist
+  difflab train --config my.yaml --set train.lr=1e-3 --set unet.base_channels=64
+  difflab train --out runs/mnist --resume        # continue where the checkpoint stopped
+  difflab sample --run runs/mnist --num 64 --steps 250
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def make_parser() -> Parser:
+    p = Parser(prog="difflab", description="Diffusion models by the book: train, sample, demo.",
+               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="train on MNIST for a time budget, then sample, plot and report",
+                       description="Train a DDPM on MNIST for --minutes, sample 64 digits with Algorithm 2, and write "
+                                   "samples.png, forward.png, reverse.png, loss.png and report.md into --out.")
+    d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    d.add_argument("--minutes", type=float, default=7.0, help="training budget in minutes (default: 7)")
+    d.add_argument("--seed", type=int, default=0, help="seed for training and sampling (default: 0)")
+    _common(d)
+
+    t = sub.add_parser("train", help="train a diffusion model (Algorithm 1) into a run folder",
+                       description="Train a diffusion model. Settings come from defaults, then --config YAML, then "
+                                   "the flags below, then --set overrides. Writes checkpoint.safetensors, config.yaml, "
+                                   "metrics.jsonl and loss.png into --out.")
+    t.add_argument("--config", help="YAML file with sections arch, data, schedule, unet, mlp, train, sample")
+    t.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
+    t.add_argument("--data", help="dataset: mnist, folder, npz, moons, swiss_roll, gmm (sets data.name)")
+    t.add_argument("--data-path", help="folder of images or .npz file (sets data.path)")
+    t.add_argument("--minutes", type=float, help="training time budget (sets train.minutes)")
+    t.add_argument("--max-images", type=int, help="stop after this many images (sets train.max_images)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--sample", type=int, metavar="N",
+                   help="after training, draw N samples (default: sample.num_samples; 0: none)")
+    _common(t)
+
+    s = sub.add_parser("sample", help="draw samples (Algorithm 2) from a trained run",
+                       description="Ancestral sampling from a run folder's checkpoint; writes NAME.png and NAME.npz.")
+    s.add_argument("--run", required=True, help="run folder (or its checkpoint.safetensors)")
+    s.add_argument("--out", help="output folder (default: the run folder)")
+    s.add_argument("--name", default="samples", help="output file stem (default: samples)")
+    s.add_argument("--num", type=int, help="number of samples (sets sample.num_samples)")
+    s.add_argument("--steps", type=int, help="ancestral steps, 1..T (sets sample.steps; 0 = T)")
+    s.add_argument("--seed", type=int, help="sample k uses noise stream (seed, k) (sets sample.seed)")
+    s.add_argument("--variance", choices=["posterior", "beta"], help="sigma_t^2 of Algorithm 2")
+    s.add_argument("--no-clip", action="store_true", help="do not clip predicted x0 to [-1, 1]")
+    s.add_argument("--live", action="store_true", help="use the live weights instead of the EMA")
+    _common(s, config=False)
+    return p
+
+
+def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
+    if config:
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any config key, e.g. --set train.lr=1e-3 (repeatable)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        sys.stderr.write(f"difflab {args.command}: error: {e}\n")
+        return 2
+    except PermissionError as e:
+        sys.stderr.write(f"difflab {args.command}: error: cannot write {e.filename}: permission denied; "
+                         "choose a writable --out folder\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"difflab {args.command}: interrupted (the last checkpoint is kept)\n")
+        return 130
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from difflab.demo import run_demo
+
+    if args.minutes <= 0:
+        raise UserError(f"--minutes must be positive, got {args.minutes}")
+    run_demo(args.out, args.minutes, args.seed, args.set, log=_log(args), progress=not args.quiet)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from difflab.config import build_config, load_yaml, merge
+    from difflab.runs import sample_run, train_run
+    from difflab.train.run import load_run
+
+    flags = [f"data.name={args.data}"] if args.data else []
+    flags += [f"data.path={args.data_path}"] if args.data_path else []
+    flags += [f"train.minutes={args.minutes}"] if args.minutes is not None else []
+    flags += [f"train.max_images={args.max_images}"] if args.max_images is not None else []
+    base = _resume_base(Path(args.out)) if args.resume else None
+    if base is not None and args.config:
+        base = merge(base, load_yaml(args.config))
+    cfg = build_config(None if base is not None else args.config, flags + args.set, base=base)
+    if args.sample:
+        from dataclasses import replace
+
+        cfg = replace(cfg, sample=replace(cfg.sample, num_samples=args.sample))
+    log = _log(args)
+    train_run(cfg, args.out, resume=args.resume, log=log, progress=not args.quiet)
+    if args.sample != 0:
+        sample_run(load_run(args.out), args.out, cfg.sample, log=log, progress=not args.quiet)
+    return 0
+
+
+def _resume_base(out: Path) -> dict | None:
+    """On --resume the run's own config is the base, so a resumed run trains the same model."""
+    from difflab.config import to_dict
+    from difflab.train.run import load_run
+
+    if not (out / "checkpoint.safetensors").exists():
+        raise UserError(f"--resume: no checkpoint.safetensors in {out}; train without --resume first")
+    return to_dict(load_run(out).cfg)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from difflab.runs import sample_run
+    from difflab.train.run import load_run
+
+    run = load_run(args.run)
+    sc = run.cfg.sample
+    changes = {k: v for k, v in {"num_samples": args.num, "steps": args.steps, "seed": args.seed,
+                                 "variance": args.variance}.items() if v is not None}
+    sc = replace(sc, **changes, clip=sc.clip and not args.no_clip, use_ema=sc.use_ema and not args.live)
+    if sc.steps > run.cfg.schedule.T:
+        raise UserError(f"--steps must be at most T = {run.cfg.schedule.T}, got {sc.steps}")
+    out = args.out or (args.run if Path(args.run).is_dir() else str(Path(args.run).parent))
+    sample_run(run, out, sc, name=args.name, log=_log(args), progress=not args.quiet)
+    return 0
+
+
+def _log(args: argparse.Namespace):
+    return (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+
+
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "sample": cmd_sample}
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Typed, frozen run configuration; YAML in and out, strict about unknown keys and bad values."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from difflab.data.dataset import DataConfig
+from difflab.errors import UserError
+from difflab.nn.mlp import MLPConfig
+from difflab.nn.unet import UNetConfig
+from difflab.prediction import PARAMETERIZATIONS
+from difflab.samplers.ancestral import VARIANCES
+from difflab.schedules.discrete import DiscreteConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Algorithm 1 with AdamW, warm-up, clipping and EMA; amounts counted in images, not steps."""
+
+    parameterization: str = "eps"  # what the network predicts: eps, x0, score or v
+    batch_size: int = 64  # images per optimisation step
+    lr: float = 2e-4  # peak AdamW learning rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    warmup_images: int = 5000  # linear learning-rate warm-up length
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
+    ema_half_life_images: int = 50000  # EMA half-life; beta = 0.5 ** (batch / half-life)
+    ema_rampup: float = 0.1  # early on, half-life = min(half-life, ema_rampup * images seen); 0 = off
+    max_images: int = 1_000_000  # stop after this many training images
+    minutes: float = 0.0  # stop after this much wall-clock training time (0 = no limit)
+    checkpoint_every_images: int = 50000  # write a checkpoint this often (and at the end)
+    log_every: int = 50  # steps between metric lines
+    seed: int = 0  # seeds data order, t, eps and dropout, step by step
+
+    def __post_init__(self) -> None:
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise UserError(f"train.parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
+        _positive(self, "batch_size", "lr", "max_images", "ema_half_life_images", "checkpoint_every_images", "log_every")
+        _nonnegative(self, "weight_decay", "warmup_images", "grad_clip", "minutes", "ema_rampup")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Algorithm 2: how many samples, on how many steps, with which variance."""
+
+    num_samples: int = 64  # images to generate
+    steps: int = 0  # ancestral steps on an evenly strided grid (0 = all T)
+    variance: str = "posterior"  # sigma_t^2: posterior (beta tilde) or beta
+    clip: bool = True  # clip predicted x0 to [-1, 1] (images only; 2-D data is never clipped)
+    use_ema: bool = True  # sample from the EMA weights
+    batch_size: int = 256  # samples per network call (results do not depend on it)
+    seed: int = 0  # sample k uses its own noise stream from (seed, k)
+
+    def __post_init__(self) -> None:
+        if self.variance not in VARIANCES:
+            raise UserError(f"sample.variance must be one of {VARIANCES}, got {self.variance!r}")
+        _positive(self, "num_samples", "batch_size")
+        _nonnegative(self, "steps")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; written next to its checkpoint."""
+
+    arch: str = "unet"  # network: unet (images) or mlp (2-D / tabular)
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: DiscreteConfig = field(default_factory=DiscreteConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("unet", "mlp"):
+            raise UserError(f"arch must be 'unet' or 'mlp', got {self.arch!r}")
+
+
+def _positive(cfg: Any, *names: str) -> None:
+    for n in names:
+        if not getattr(cfg, n) > 0:
+            raise UserError(f"{_section(cfg)}.{n} must be positive, got {getattr(cfg, n)}")
+
+
+def _nonnegative(cfg: Any, *names: str) -> None:
+    for n in names:
+        if getattr(cfg, n) < 0:
+            raise UserError(f"{_section(cfg)}.{n} must be >= 0, got {getattr(cfg, n)}")
+
+
+def _section(cfg: Any) -> str:
+    return {TrainConfig: "train", SampleConfig: "sample"}.get(type(cfg), type(cfg).__name__)
+
+
+# -- dict <-> dataclass ---------------------------------------------------------------------------------
+def to_dict(cfg: Any) -> dict:
+    """A plain dict (tuples as lists) for YAML / JSON."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = to_dict(v) if dataclasses.is_dataclass(v) else list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def from_dict(cls: type, d: dict, prefix: str = "") -> Any:
+    """Build a config dataclass from a dict, refusing unknown keys and ill-typed values."""
+    if not isinstance(d, dict):
+        raise UserError(f"config section {prefix.rstrip('.') or 'root'} must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UserError(f"unknown config key {prefix}{unknown[0]}; known keys here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for k, v in d.items():
+        kwargs[k] = _coerce(hints[k], v, prefix + k)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, v: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, v if v is not None else {}, key + ".")
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if not isinstance(v, (list, tuple)):
+            raise UserError(f"config key {key} must be a list, got {v!r}")
+        return tuple(_coerce(typing.get_args(tp)[0], x, key) for x in v)
+    if tp is bool:
+        if not isinstance(v, bool):
+            raise UserError(f"config key {key} must be true or false, got {v!r}")
+        return v
+    if tp in (int, float) and isinstance(v, str):
+        try:
+            v = float(v)  # YAML 1.1 reads 2e-3 as a string
+        except ValueError:
+            raise UserError(f"config key {key} must be a number, got {v!r}") from None
+    if tp is int:
+        if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
+            raise UserError(f"config key {key} must be an integer, got {v!r}")
+        return int(v)
+    if tp is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise UserError(f"config key {key} must be a number, got {v!r}")
+        return float(v)
+    if tp is str:
+        if not isinstance(v, str):
+            raise UserError(f"config key {key} must be a string, got {v!r}")
+        return v
+    return v
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping (safe loader only)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file {p} does not exist: pass an existing YAML file to --config")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"config file {p} is not valid YAML ({str(e).splitlines()[0]}): fix its syntax") from None
+    if not isinstance(d, dict):
+        raise UserError(f"config file {p} must hold a mapping of sections (data:, train:, ...)")
+    return d
+
+
+def apply_overrides(d: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings (values parsed as YAML) onto a nested dict."""
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} must look like section.key=value, e.g. train.lr=1e-3")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = d
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r}: {p} is not a section")
+        node[leaf] = value
+    return d
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """Deep-merge `extra` onto `base` (extra wins)."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_config(yaml_path: str | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+    """Defaults <- base dict <- YAML file <- overrides, validated into a RunConfig."""
+    d = merge(base or {}, load_yaml(yaml_path) if yaml_path else {})
+    return from_dict(RunConfig, apply_overrides(d, list(overrides)))
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,82 @@
+"""Build the dataset a DataConfig names: load it, then apply limit / channels / image_size uniformly."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from difflab.data.arrays import load_npz
+from difflab.data.dataset import DATASET_NAMES, DataConfig, ImageData, to_unit_range
+from difflab.data.folder import load_folder
+from difflab.data.mnist import load_mnist
+from difflab.data.toy import gaussian_mixture, swiss_roll, two_moons
+from difflab.errors import UserError
+
+_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601-2, as PIL's RGB -> L
+
+
+def _mnist(cfg: DataConfig) -> ImageData:
+    """MNIST as (N, 1, 28, 28) in [-1, 1] with digit labels (10 classes)."""
+    images, labels = load_mnist(cfg.split)
+    stop = cfg.limit or None  # slice before converting: saves memory for small limits
+    x = to_unit_range(images[:stop])[:, None]  # (N, 28, 28) -> (N, 1, 28, 28)
+    return ImageData(x=x, labels=torch.from_numpy(labels[:stop].astype(np.int64)), num_classes=10)
+
+
+_LOADERS: dict[str, Callable[[DataConfig], ImageData]] = {
+    "mnist": _mnist,
+    "folder": lambda cfg: load_folder(cfg.path, cfg.image_size, cfg.channels, cfg.limit),
+    "npz": lambda cfg: load_npz(cfg.path),
+    "moons": lambda cfg: two_moons(cfg.num_points, cfg.seed),
+    "swiss_roll": lambda cfg: swiss_roll(cfg.num_points, cfg.seed),
+    "gmm": lambda cfg: gaussian_mixture(cfg.num_points, cfg.seed),
+}
+assert set(_LOADERS) == set(DATASET_NAMES), "every DataConfig name needs a loader"
+
+
+def _limit(data: ImageData, limit: int) -> ImageData:
+    """Keep the first `limit` examples (0 = all)."""
+    if not limit or limit >= len(data):
+        return data
+    labels = None if data.labels is None else data.labels[:limit]
+    return ImageData(x=data.x[:limit], labels=labels, num_classes=data.num_classes)
+
+
+def _channels(data: ImageData, channels: int) -> ImageData:
+    """Convert (N, C, H, W) to 1 channel (luma) or 3 (gray repeated); 0 keeps."""
+    have = data.x.shape[1]
+    if not channels or channels == have:
+        return data
+    if (have, channels) == (1, 3):
+        x = data.x.expand(-1, 3, -1, -1).contiguous()
+    elif (have, channels) == (3, 1):
+        x = torch.einsum("nchw,c->nhw", data.x, _LUMA)[:, None]  # (N, 3, H, W) -> (N, 1, H, W)
+    else:
+        raise UserError(f"cannot convert {have}-channel images to {channels} channels: set data.channels to 0 or store 1 or 3 channels")
+    return ImageData(x=x, labels=data.labels, num_classes=data.num_classes)
+
+
+def _resize(data: ImageData, size: int) -> ImageData:
+    """Resize (N, C, H, W) to (N, C, size, size) per channel with PIL bilinear on float32 (mode F)."""
+    if not size or data.x.shape[-2:] == (size, size):
+        return data
+    src = data.x.numpy()
+    out = np.empty((*src.shape[:2], size, size), dtype=np.float32)
+    for n in range(src.shape[0]):
+        for c in range(src.shape[1]):
+            img = Image.fromarray(src[n, c]).resize((size, size), Image.Resampling.BILINEAR)
+            out[n, c] = np.asarray(img)
+    x = torch.from_numpy(out).clamp_(-1.0, 1.0)
+    return ImageData(x=x, labels=data.labels, num_classes=data.num_classes)
+
+
+def build_dataset(cfg: DataConfig) -> ImageData:
+    """Load the dataset cfg.name names; images come out (N, C, H, W) float32 in [-1, 1], toy sets (N, 2)."""
+    data = _limit(_LOADERS[cfg.name](cfg), cfg.limit)
+    if data.x.ndim == 4:
+        data = _resize(_channels(data, cfg.channels), cfg.image_size)
+    if len(data) == 0:
+        raise UserError(f"dataset is empty (data.name={cfg.name!r}, data.limit={cfg.limit}): check data.path / data.split")
+    return data

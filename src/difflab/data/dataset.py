@@ -1,0 +1,97 @@
+"""The in-memory dataset type, the data config, and conversions between uint8 pixels and [-1, 1] floats."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from difflab.errors import UserError
+
+IMAGE_SETS = ("mnist", "folder", "npz")  # x is (N, C, H, W)
+TOY_SETS = ("moons", "swiss_roll", "gmm")  # x is (N, D): points, not images
+DATASET_NAMES = IMAGE_SETS + TOY_SETS
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A whole dataset in memory: x is (N, C, H, W) float32 in [-1, 1] for images, (N, D) for toy point sets."""
+
+    x: Tensor  # (N, C, H, W) or (N, D), float32
+    labels: Tensor | None = None  # (N,) int64, or None when unlabelled
+    num_classes: int | None = None  # labels lie in [0, num_classes) when given
+
+    def __post_init__(self) -> None:
+        """Check the invariants every loader must keep."""
+        if self.x.dtype != torch.float32 or self.x.ndim not in (2, 4):
+            raise ValueError(f"ImageData.x must be float32 (N, C, H, W) or (N, D), got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.labels is not None:
+            if self.labels.dtype != torch.int64 or self.labels.shape != self.x.shape[:1]:
+                raise ValueError(f"ImageData.labels must be int64 ({len(self.x)},), got {self.labels.dtype} {tuple(self.labels.shape)}")
+            if self.num_classes is None:
+                raise ValueError("ImageData.num_classes must be set when labels are given")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one example: (C, H, W) for images, (D,) for points."""
+        return tuple(self.x.shape[1:])
+
+    def __len__(self) -> int:
+        """Number of examples N."""
+        return int(self.x.shape[0])
+
+
+def to_unit_range(images: np.ndarray) -> Tensor:
+    """Map uint8 pixels 0..255 to float32 in [-1, 1] via x / 127.5 - 1 (shape unchanged)."""
+    if images.dtype != np.uint8:
+        raise ValueError(f"to_unit_range expects uint8, got {images.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """Map floats in [-1, 1] back to uint8 0..255 (clamped, rounded); shape unchanged."""
+    return ((x.detach().to(torch.float32).clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset to build and how to preprocess it (the `data:` section of a config)."""
+
+    name: str = "mnist"  # one of mnist, folder, npz, moons, swiss_roll, gmm
+    path: str = ""  # folder of images (folder) or .npz file (npz); unused otherwise
+    split: str = "train"  # MNIST split: train or test
+    limit: int = 0  # 0 = all examples; else keep the first N
+    image_size: int = 0  # 0 = keep size; else resize to image_size x image_size (PIL bilinear)
+    channels: int = 0  # 0 = keep; 1 (grayscale) or 3 (RGB) converts
+    num_points: int = 10000  # number of points drawn for the 2-D toy sets
+    seed: int = 0  # seed for the toy sets' sampling
+
+    def __post_init__(self) -> None:
+        """Reject values that cannot work, with a one-line fix."""
+        if self.name not in DATASET_NAMES:
+            raise UserError(f"data.name must be one of {', '.join(DATASET_NAMES)}; got {self.name!r}")
+        if not isinstance(self.path, str) or not isinstance(self.split, str):
+            raise UserError("data.path and data.split must be strings: quote them in the config")
+        for field in ("limit", "image_size", "channels", "num_points", "seed"):
+            if not _is_int(getattr(self, field)):
+                raise UserError(f"data.{field} must be an integer, got {getattr(self, field)!r}")
+        if self.name in ("folder", "npz") and not self.path:
+            hint = "a folder of images" if self.name == "folder" else "a .npz file"
+            raise UserError(f"data.path is required for data.name={self.name!r}: set it to {hint}")
+        if self.name == "mnist" and self.split not in ("train", "test"):
+            raise UserError(f"data.split must be 'train' or 'test' for MNIST, got {self.split!r}")
+        if self.limit < 0:
+            raise UserError(f"data.limit must be >= 0 (0 = all examples), got {self.limit}")
+        if self.image_size < 0:
+            raise UserError(f"data.image_size must be >= 0 (0 = keep the size), got {self.image_size}")
+        if self.channels not in (0, 1, 3):
+            raise UserError(f"data.channels must be 0 (keep), 1 (grayscale) or 3 (RGB), got {self.channels}")
+        if self.num_points <= 0:
+            raise UserError(f"data.num_points must be > 0, got {self.num_points}")
+        if self.name in TOY_SETS and (self.image_size or self.channels):
+            raise UserError(f"data.image_size and data.channels apply to images only: set them to 0 for data.name={self.name!r}")

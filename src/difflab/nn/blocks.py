@@ -1,0 +1,101 @@
+"""U-Net building blocks: ResNet block with time embedding, self-attention, resampling."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 32 groups that divide the channel count."""
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+    return nn.GroupNorm(groups, channels)
+
+
+def zero(module: nn.Module) -> nn.Module:
+    """Zero-initialise a layer so a residual branch starts as the identity."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """GN -> SiLU -> conv -> (+ temb, or scale-shift) -> GN -> SiLU -> dropout -> conv, plus a skip."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0, scale_shift: bool = True):
+        super().__init__()
+        self.scale_shift = scale_shift
+        self.norm1, self.conv1 = group_norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * c_out if scale_shift else c_out)
+        self.norm2, self.drop = group_norm(c_out), nn.Dropout(dropout)
+        self.conv2 = zero(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, c_out, H, W)
+        e = self.emb(F.silu(emb))[:, :, None, None]  # (B, c_out or 2 c_out, 1, 1)
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
+        return self.skip(x) + self.conv2(self.drop(F.silu(h)))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the H*W positions (scaled_dot_product_attention), residual."""
+
+    def __init__(self, channels: int, heads: int = 1):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention channels {channels} not divisible by heads {heads}")
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = zero(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (B, heads, HW, d)
+        h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
+        h = h.transpose(-1, -2).reshape(B, C, H, W)
+        return x + self.proj(h)
+
+
+class Stage(nn.Module):
+    """A ResNet block followed by optional self-attention; in the up path it eats a skip connection."""
+
+    def __init__(self, res: ResBlock, attn: SelfAttention | None, takes_skip: bool):
+        super().__init__()
+        self.res, self.attn, self.takes_skip = res, attn, takes_skip
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.res(x, emb)
+        return self.attn(h) if self.attn is not None else h
+
+
+class Downsample(nn.Module):
+    """Strided 3x3 convolution: (B, C, H, W) -> (B, C, H/2, W/2)."""
+
+    takes_skip = False
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2 then 3x3 convolution: (B, C, H, W) -> (B, C, 2H, 2W)."""
+
+    takes_skip = False
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

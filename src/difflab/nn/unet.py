@@ -1,0 +1,102 @@
+"""The U-Net of DDPM: ResNet blocks, self-attention at chosen resolutions, skip connections."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from difflab.errors import UserError
+from difflab.nn.blocks import Downsample, ResBlock, SelfAttention, Stage, Upsample, group_norm, zero
+from difflab.nn.embedding import TimeEmbedding
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Shape of the U-Net; level l works at resolution size / 2^l with width base * mult[l]."""
+
+    in_channels: int = 1  # image channels (1 grey, 3 RGB)
+    base_channels: int = 32  # width of the first level
+    channel_mult: tuple[int, ...] = (1, 2, 2)  # width multiplier per level
+    num_res_blocks: int = 1  # ResNet blocks per level (down path; the up path has one more)
+    attention_levels: tuple[int, ...] = (2,)  # levels with self-attention after each ResNet block
+    heads: int = 1  # attention heads
+    dropout: float = 0.0  # dropout inside ResNet blocks
+    scale_shift: bool = True  # time embedding as scale-shift of the GroupNorm (else added)
+    num_classes: int = 0  # > 0 adds a class embedding (cond = labels)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
+        object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
+        if self.in_channels not in (1, 3):
+            raise UserError(f"model.in_channels must be 1 or 3, got {self.in_channels}")
+        if self.base_channels < 1 or not self.channel_mult or min(self.channel_mult) < 1:
+            raise UserError("model.base_channels and every model.channel_mult entry must be positive")
+        if self.num_res_blocks < 1:
+            raise UserError(f"model.num_res_blocks must be at least 1, got {self.num_res_blocks}")
+        bad = [lv for lv in self.attention_levels if not 0 <= lv < len(self.channel_mult)]
+        if bad:
+            raise UserError(f"model.attention_levels {bad} out of range 0..{len(self.channel_mult) - 1}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def factor(self) -> int:
+        """Image sides must be divisible by this (one halving between consecutive levels)."""
+        return 2 ** (len(self.channel_mult) - 1)
+
+
+class UNet(nn.Module):
+    """eps/x0/score/v network: net(x (B, C, H, W), t (B,) in [0, 1], cond (B,) labels or None) -> (B, C, H, W)."""
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
+        block = lambda a, b: ResBlock(a, b, emb_dim, cfg.dropout, cfg.scale_shift)  # noqa: E731
+        self.embed = TimeEmbedding(ch, emb_dim, cfg.num_classes)
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.down, skips, c = nn.ModuleList(), [ch], ch
+        for lv, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(self._stage(block(c, ch * mult), ch * mult, lv, takes_skip=False))
+                c = ch * mult
+                skips.append(c)
+            if lv < len(cfg.channel_mult) - 1:
+                self.down.append(Downsample(c))
+                skips.append(c)
+        self.mid = nn.ModuleList([block(c, c), SelfAttention(c, cfg.heads), block(c, c)])
+        self.up = nn.ModuleList()
+        for lv, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for j in range(cfg.num_res_blocks + 1):
+                self.up.append(self._stage(block(c + skips.pop(), ch * mult), ch * mult, lv, takes_skip=True))
+                c = ch * mult
+            if lv > 0:
+                self.up.append(Upsample(c))
+        self.out = nn.Sequential(group_norm(c), nn.SiLU(), zero(nn.Conv2d(c, cfg.in_channels, 3, padding=1)))
+
+    def _stage(self, res: ResBlock, c: int, level: int, takes_skip: bool) -> Stage:
+        attn = SelfAttention(c, self.cfg.heads) if level in self.cfg.attention_levels else None
+        return Stage(res, attn, takes_skip)
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise UserError when images do not fit this network."""
+        f = self.cfg.factor
+        if x.ndim != 4 or x.shape[1] != self.cfg.in_channels:
+            raise UserError(f"the model takes (B, {self.cfg.in_channels}, H, W) images, got shape {tuple(x.shape)}: "
+                            "set model.in_channels or data.channels to match")
+        if x.shape[2] % f or x.shape[3] % f:
+            raise UserError(f"image size {x.shape[2]}x{x.shape[3]} is not divisible by {f} = 2^(levels-1): "
+                            "set data.image_size to a multiple of it or use fewer model.channel_mult levels")
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        emb = self.embed(t, cond)  # (B, 4 base)
+        h = self.conv_in(x)  # (B, base, H, W)
+        hs = [h]
+        for layer in self.down:
+            h = layer(h, emb)
+            hs.append(h)
+        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        for layer in self.up:
+            h = layer(torch.cat([h, hs.pop()], dim=1), emb) if layer.takes_skip else layer(h, emb)
+        return self.out(h)

@@ -1,0 +1,91 @@
+"""The three jobs a user runs: train a run folder, sample from it, and the demo that does both and reports."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from difflab.config import RunConfig, SampleConfig
+from difflab.data.build import build_dataset
+from difflab.data.dataset import to_uint8
+from difflab.eval.grid import save_grid
+from difflab.eval.plots import forward_frames, plot_loss, plot_points, plot_strip, read_metrics
+from difflab.samplers.generate import generate
+from difflab.schedules.grids import discrete_grid
+from difflab.train.build import build_denoiser, build_schedule
+from difflab.train.loop import TrainResult, train
+from difflab.train.progress import Progress
+from difflab.train.run import LoadedRun, load_run
+
+Log = Callable[[str], None]
+
+
+def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, log: Log = print, progress: bool = True) -> TrainResult:
+    """Build the dataset and train into `out` (checkpoint, config.yaml, metrics.jsonl, loss.png)."""
+    data = build_dataset(cfg.data)
+    log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}")
+    res = train(cfg, data, out, resume=resume, log=log, progress=progress)
+    plot_loss(read_metrics(Path(out) / "metrics.jsonl"), Path(out) / "loss.png")
+    return res
+
+
+def sample_run(run: LoadedRun, out: str | Path, sc: SampleConfig, *, log: Log = print, progress: bool = True,
+               name: str = "samples") -> tuple[Tensor, float]:
+    """Ancestral samples (Algorithm 2) from a loaded run; writes NAME.png and NAME.npz; returns (samples, seconds)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = run.cfg
+    denoiser = build_denoiser(cfg, run.ema if sc.use_ema else run.net)
+    schedule = denoiser.schedule
+    grid = discrete_grid(cfg.schedule.T, sc.steps or None)
+    shape = run.shape
+    bar = Progress(sc.num_samples and (len(grid) - 1) * -(-sc.num_samples // sc.batch_size), "sample", "step",
+                   every=max(1, (len(grid) - 1) // 4), log=log, enabled=progress)
+    t0 = time.time()
+    with torch.no_grad():
+        x = generate(denoiser, shape, sc.num_samples, schedule, grid, seed=sc.seed, batch_size=sc.batch_size,
+                     variance=sc.variance, clip=(-1.0, 1.0) if sc.clip and len(shape) == 3 else None,
+                     on_step=bar.update)
+    bar.close()
+    secs = time.time() - t0
+    if x.ndim == 4:
+        save_grid(x, out / f"{name}.png")
+        imgs = to_uint8(x).transpose(0, 2, 3, 1)  # (N, H, W, C)
+        np.savez_compressed(out / f"{name}.npz", images=imgs[..., 0] if imgs.shape[-1] == 1 else imgs)
+    else:
+        reference = build_dataset(cfg.data).x[:2000]
+        plot_points(x, out / f"{name}.png", reference)
+        np.savez_compressed(out / f"{name}.npz", samples=x.numpy())
+    log(f"wrote {sc.num_samples} samples to {out / (name + '.png')} in {secs:.0f}s")
+    return x, secs
+
+
+def trajectory_figures(run: LoadedRun, out: Path, n: int = 4, seed: int = 0, cols: int = 8) -> None:
+    """forward.png (x_0 -> x_T by the diffusion kernel) and reverse.png (x_T -> x_0 by Algorithm 2)."""
+    cfg = run.cfg
+    T = cfg.schedule.T
+    times = [round(float(v), 3) for v in np.linspace(0, 1, cols)]
+    x0 = build_dataset(replace(cfg.data, limit=n)).x[:n]
+    schedule = build_schedule(cfg)
+    plot_strip(forward_frames(x0, schedule, times, seed), [round(t * T) for t in times], out / "forward.png",
+               "forward process q(x_t | x_0): data to noise")
+    keep = {round(t * T) for t in times}
+    frames, ftimes = [], []
+
+    def grab(i, t, x, pred):
+        step = round(float(t) * T)
+        if step in keep:
+            frames.append(x.clone())
+            ftimes.append(step)
+
+    denoiser = build_denoiser(cfg, run.ema)
+    x = generate(denoiser, x0.shape[1:], n, schedule, discrete_grid(T), seed=seed + 10_000, callback=grab,
+                 variance=cfg.sample.variance, clip=(-1.0, 1.0) if cfg.sample.clip else None)
+    frames.append(x)
+    ftimes.append(0)
+    plot_strip(frames, ftimes, out / "reverse.png", "reverse process p_theta(x_{t-1} | x_t): noise to data")

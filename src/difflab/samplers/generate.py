@@ -1,0 +1,44 @@
+"""Drive a sampler over many samples in batches; sample k depends only on (seed, k), never on the batch."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from difflab.prediction import Denoiser
+from difflab.samplers.ancestral import StepCallback, sample_ancestral
+from difflab.samplers.noise import NoiseSource
+from difflab.schedules.base import Schedule
+
+
+def generate(
+    denoiser: Denoiser,
+    shape: Sequence[int],
+    n: int,
+    schedule: Schedule,
+    grid: Tensor,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    labels: Optional[Tensor] = None,
+    on_step: Optional[Callable[[], None]] = None,
+    callback: Optional[StepCallback] = None,
+    **sampler_kwargs,
+) -> Tensor:
+    """(n, *shape) samples by ancestral sampling (Algorithm 2); x_T and every z come from per-sample streams."""
+    out = []
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        noise = NoiseSource.for_indices(seed, idx)
+        x_T = noise.randn(shape)  # Algorithm 2, line 1
+        cond = labels[idx] if labels is not None else None
+
+        def cb(i, t, x, pred):
+            if callback is not None:
+                callback(i, t, x, pred)
+            if on_step is not None:
+                on_step()
+
+        out.append(sample_ancestral(denoiser, x_T, schedule, grid, noise=noise, cond=cond, callback=cb, **sampler_kwargs))
+    return torch.cat(out)

@@ -1,0 +1,86 @@
+"""Checkpoints: one safetensors file (model, EMA, optimizer tensors) with JSON metadata; written atomically."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from difflab.errors import UserError
+
+FORMAT = "difflab-checkpoint-1"
+
+
+def optimizer_to_flat(state: dict) -> tuple[dict[str, Tensor], dict]:
+    """Split an optimizer state_dict into tensors ('optim.<param>.<key>') and JSON (param groups, scalars)."""
+    tensors, scalars = {}, {}
+    for pid, st in state["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{pid}.{k}"] = v.contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(tensors: dict[str, Tensor], meta: dict) -> dict:
+    """Inverse of optimizer_to_flat."""
+    state: dict[int, dict] = {}
+    for name, v in tensors.items():
+        if name.startswith("optim."):
+            _, pid, k = name.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict) -> None:
+    """Write tensors + JSON metadata to `path` via a temp file and an atomic rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"format": FORMAT, "meta": json.dumps(meta)})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+    """Read a checkpoint without pickle; a missing, corrupt or foreign file raises UserError."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.safetensors"
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: pass a run folder or its checkpoint.safetensors")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"checkpoint {path} is corrupt or not a safetensors file ({str(e)[:80]}): "
+                        "use another checkpoint or retrain") from None
+    if header.get("format") != FORMAT:
+        raise UserError(f"{path} is a safetensors file but not a difflab checkpoint (no '{FORMAT}' tag)")
+    try:
+        meta = json.loads(header["meta"])
+    except (KeyError, json.JSONDecodeError):
+        raise UserError(f"checkpoint {path} has damaged metadata: use another checkpoint") from None
+    return tensors, meta
+
+
+def split_prefix(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries under 'prefix.' with the prefix removed."""
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}

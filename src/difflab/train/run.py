@@ -1,0 +1,37 @@
+"""A finished or running run folder: its config and its networks, loaded without pickle."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from difflab.config import RunConfig, from_dict
+from difflab.errors import UserError
+from difflab.train.loop import CHECKPOINT, load_state
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    cfg: RunConfig
+    net: nn.Module  # live weights
+    ema: nn.Module  # EMA weights
+    step: int
+    images: int
+    shape: tuple[int, ...]  # one example, (C, H, W) or (D,)
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """Load a run folder (or its checkpoint file); the config comes from the checkpoint itself."""
+    from difflab.train.checkpoint import load_checkpoint
+
+    path = Path(path)
+    ckpt = path / CHECKPOINT if path.is_dir() else path
+    _, meta = load_checkpoint(ckpt)
+    try:
+        cfg = from_dict(RunConfig, meta["config"])
+    except (KeyError, UserError) as e:
+        raise UserError(f"checkpoint {ckpt} carries an unusable config ({e}): retrain or use another checkpoint") from None
+    st = load_state(ckpt, cfg)
+    st.net.eval()
+    return LoadedRun(cfg, st.net, st.ema.model, st.step, st.images, st.data_shape)
