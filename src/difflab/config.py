@@ -35,8 +35,11 @@ class TrainConfig:
     checkpoint_every_images: int = 50000  # write a checkpoint this often (and at the end)
     log_every: int = 50  # steps between metric lines
     seed: int = 0  # seeds data order, t, eps and dropout, step by step
+    device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda or cuda:N
 
     def __post_init__(self) -> None:
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise UserError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.parameterization not in PARAMETERIZATIONS:
             raise UserError(f"train.parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
         _positive(self, "batch_size", "lr", "max_images", "ema_half_life_images", "checkpoint_every_images", "log_every")

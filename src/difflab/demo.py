@@ -1,6 +1,7 @@
 """The main job: train a DDPM on MNIST within a time budget, sample it, draw it, and report."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -48,6 +49,9 @@ def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str
     }
     figures = {"samples.png": "Samples (Algorithm 2, EMA weights)", "forward.png": "Forward process x_0 to x_T",
                "reverse.png": "One reverse trajectory x_T to x_0", "loss.png": "Training loss"}
+    summary = {"steps": res.steps, "images_seen": res.images, "train_seconds": round(res.seconds, 1),
+               "sample_seconds": round(sample_secs, 1), "total_seconds": round(total, 1), "final_loss": res.final_loss}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
     path = write_report(out, "difflab demo: DDPM on MNIST", cfg, facts, figures)
     log(f"report: {path}")
     return path

@@ -40,17 +40,20 @@ def sample_run(run: LoadedRun, out: str | Path, sc: SampleConfig, *, log: Log = 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = run.cfg
-    denoiser = build_denoiser(cfg, run.ema if sc.use_ema else run.net)
+    net = run.ema if sc.use_ema else run.net
+    denoiser = build_denoiser(cfg, net)
+    device = next(net.parameters()).device
     schedule = denoiser.schedule
     grid = discrete_grid(cfg.schedule.T, sc.steps or None)
     shape = run.shape
-    bar = Progress(sc.num_samples and (len(grid) - 1) * -(-sc.num_samples // sc.batch_size), "sample", "step",
-                   every=max(1, (len(grid) - 1) // 4), log=log, enabled=progress)
+    batches = -(-sc.num_samples // sc.batch_size)
+    bar = Progress((len(grid) - 1) * batches, "sample", "step", every=max(1, (len(grid) - 1) // 4), log=log,
+                   enabled=progress)
+    clip = (-1.0, 1.0) if sc.clip and len(shape) == 3 else None  # images live in [-1, 1]
     t0 = time.time()
     with torch.no_grad():
         x = generate(denoiser, shape, sc.num_samples, schedule, grid, seed=sc.seed, batch_size=sc.batch_size,
-                     variance=sc.variance, clip=(-1.0, 1.0) if sc.clip and len(shape) == 3 else None,
-                     on_step=bar.update)
+                     device=device, variance=sc.variance, clip=clip, on_step=bar.update)
     bar.close()
     secs = time.time() - t0
     if x.ndim == 4:
@@ -80,11 +83,12 @@ def trajectory_figures(run: LoadedRun, out: Path, n: int = 4, seed: int = 0, col
     def grab(i, t, x, pred):
         step = round(float(t) * T)
         if step in keep:
-            frames.append(x.clone())
+            frames.append(x.cpu())
             ftimes.append(step)
 
     denoiser = build_denoiser(cfg, run.ema)
     x = generate(denoiser, x0.shape[1:], n, schedule, discrete_grid(T), seed=seed + 10_000, callback=grab,
+                 device=next(run.ema.parameters()).device,
                  variance=cfg.sample.variance, clip=(-1.0, 1.0) if cfg.sample.clip else None)
     frames.append(x)
     ftimes.append(0)

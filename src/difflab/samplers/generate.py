@@ -22,6 +22,7 @@ def generate(
     seed: int = 0,
     batch_size: int = 256,
     labels: Optional[Tensor] = None,
+    device: torch.device | str = "cpu",
     on_step: Optional[Callable[[], None]] = None,
     callback: Optional[StepCallback] = None,
     **sampler_kwargs,
@@ -31,8 +32,8 @@ def generate(
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         noise = NoiseSource.for_indices(seed, idx)
-        x_T = noise.randn(shape)  # Algorithm 2, line 1
-        cond = labels[idx] if labels is not None else None
+        x_T = noise.randn(shape).to(device)  # Algorithm 2, line 1 (streams live on the CPU: same on any device)
+        cond = labels[idx].to(device) if labels is not None else None
 
         def cb(i, t, x, pred):
             if callback is not None:
@@ -40,5 +41,6 @@ def generate(
             if on_step is not None:
                 on_step()
 
-        out.append(sample_ancestral(denoiser, x_T, schedule, grid, noise=noise, cond=cond, callback=cb, **sampler_kwargs))
+        out.append(sample_ancestral(denoiser, x_T, schedule, grid, noise=noise, cond=cond, callback=cb,
+                                    **sampler_kwargs).cpu())
     return torch.cat(out)

@@ -36,7 +36,7 @@ class NoiseSource:
         return self._buf[self._pos - 1]
 
     def randn_like(self, x: Tensor) -> Tensor:
-        return self.randn(x.shape[1:], x.dtype)
+        return self.randn(x.shape[1:], x.dtype).to(x.device)
 
     def __len__(self) -> int:
         return len(self.generators)

@@ -85,13 +85,17 @@ class DiscreteSchedule(Schedule):
 
     # -- continuous view -----------------------------------------------------------------------------
     def log_alpha_bar(self, t: Tensor) -> Tensor:
-        u = torch.as_tensor(t, dtype=torch.float64).clamp(0, 1) * self.T
+        t = torch.as_tensor(t)
+        u = t.detach().to("cpu", torch.float64).clamp(0, 1) * self.T  # tables live on the CPU
         lo = u.floor().clamp(max=self.T - 1).long()
         w = u - lo
-        return torch.lerp(self._log_ab[lo], self._log_ab[lo + 1], w)
+        return torch.lerp(self._log_ab[lo], self._log_ab[lo + 1], w).to(t.device)
 
     def t_of_log_alpha_bar(self, log_ab: Tensor) -> Tensor:
-        v = torch.as_tensor(log_ab, dtype=torch.float64).clamp(self._log_ab[-1], 0)
+        return self._t_of_log_ab(torch.as_tensor(log_ab).detach().to("cpu", torch.float64)).to(torch.as_tensor(log_ab).device)
+
+    def _t_of_log_ab(self, v: Tensor) -> Tensor:
+        v = v.clamp(self._log_ab[-1], 0)
         desc = -self._log_ab  # increasing
         hi = torch.searchsorted(desc, -v).clamp(1, self.T)
         lo = hi - 1

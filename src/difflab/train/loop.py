@@ -73,9 +73,18 @@ def lr_at(cfg: RunConfig, images: int) -> float:
     return cfg.train.lr * (min(1.0, (images + cfg.train.batch_size) / w) if w > 0 else 1.0)
 
 
+def resolve_device(name: str) -> torch.device:
+    """'auto' is the first GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"train.device is {name} but no CUDA GPU is visible: use train.device=cpu or auto")
+    return torch.device(name)
+
+
 def new_state(cfg: RunConfig) -> TrainState:
     torch.manual_seed(cfg.train.seed)
-    net = build_network(cfg)
+    net = build_network(cfg).to(resolve_device(cfg.train.device))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     return TrainState(net, EMA(net), opt)
 
@@ -177,11 +186,12 @@ def _step(st: TrainState, denoiser: NetworkDenoiser, data: ImageData, order: Dat
     tc = cfg.train
     g = torch.Generator().manual_seed(step_seed(tc.seed, st.step))
     torch.manual_seed(step_seed(tc.seed, st.step) + 1)  # dropout
+    dev = next(st.net.parameters()).device
     idx = order.batch(st.step, tc.batch_size)
-    x0 = data.x[idx]  # Algorithm 1, line 2
-    cond = data.labels[idx] if use_labels else None
-    t = sample_steps(tc.batch_size, T, g).double() / T  # line 3: t ~ U{1..T}, as time t / T
-    eps = torch.randn(x0.shape, generator=g)  # line 4
+    x0 = data.x[idx].to(dev)  # Algorithm 1, line 2
+    cond = data.labels[idx].to(dev) if use_labels else None
+    t = (sample_steps(tc.batch_size, T, g).double() / T).to(dev)  # line 3: t ~ U{1..T}, as time t / T
+    eps = torch.randn(x0.shape, generator=g).to(dev)  # line 4 (drawn on the CPU: the same on any device)
     loss = simple_loss(denoiser, denoiser.schedule, x0, t, eps, tc.parameterization, cond).mean()  # line 5
     for group in st.opt.param_groups:
         group["lr"] = lr_at(cfg, st.images)

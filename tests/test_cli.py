@@ -1,0 +1,111 @@
+"""The real commands on tiny settings, and bad input: one line, exit code 2, nothing half-written."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+TINY_TOY = ["--data", "gmm", "--set", "arch=mlp", "--set", "mlp.hidden=32", "--set", "train.max_images=2048",
+            "--set", "train.batch_size=64", "--set", "train.log_every=8", "--set", "sample.steps=20",
+            "--set", "sample.num_samples=16"]
+TINY_UNET = ["--set", "unet.base_channels=8", "--set", "unet.channel_mult=[1,2]", "--set", "unet.attention_levels=[1]"]
+
+
+def difflab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "difflab", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def assert_one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_train_sample_resume_on_a_toy_set(tmp_path):
+    p = difflab("train", *TINY_TOY, "--out", "run", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "run"
+    for f in ("checkpoint.safetensors", "config.yaml", "metrics.jsonl", "loss.png", "samples.png", "samples.npz"):
+        assert (run / f).is_file(), f
+    assert np.load(run / "samples.npz")["samples"].shape == (16, 2)
+    p = difflab("sample", "--run", "run", "--num", "8", "--steps", "10", "--name", "more", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert np.load(run / "more.npz")["samples"].shape == (8, 2)
+    p = difflab("train", "--out", "run", "--resume", "--max-images", "4096", "--sample", "0", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "resuming from" in p.stdout and "trained 64 steps (4096 images)" in p.stdout
+
+
+def test_config_file_and_overrides(tmp_path):
+    (tmp_path / "c.yaml").write_text("arch: mlp\ndata:\n  name: moons\ntrain:\n  max_images: 640\n  batch_size: 64\n")
+    p = difflab("train", "--config", "c.yaml", "--set", "train.lr=5e-4", "--sample", "0", "--out", "r", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    text = (tmp_path / "r" / "config.yaml").read_text()
+    assert "name: moons" in text and "lr: 0.0005" in text and "max_images: 640" in text
+
+
+def test_demo_on_tiny_settings(tmp_path):
+    p = difflab("demo", "--out", "d", "--minutes", "0.05", "--threads", "1", *TINY_UNET, "--set", "data.limit=512",
+                "--set", "sample.steps=5", "--set", "sample.num_samples=4", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    d = tmp_path / "d"
+    for f in ("samples.png", "forward.png", "reverse.png", "loss.png", "report.md", "checkpoint.safetensors"):
+        assert (d / f).is_file(), f
+    report = (d / "report.md").read_text()
+    assert "samples.png" in report and "training" in report
+    assert np.load(d / "samples.npz")["images"].shape == (4, 28, 28)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--set", "train.lrr=1"], ["unknown config key train.lrr"]),
+    (["--set", "train.lr=-1"], ["train.lr must be positive"]),
+    (["--set", "train.batch_size=abc"], ["train.batch_size must be an integer"]),
+    (["--set", "schedule.kind=quadratic"], ["schedule.kind"]),
+    (["--data", "folder", "--data-path", "does/not/exist"], ["does/not/exist"]),
+    (["--config", "missing.yaml"], ["missing.yaml"]),
+    (["--set", "data.image_size=30", "--set", "data.limit=8"], ["not divisible"]),
+    (["--bogus"], ["unrecognized arguments"]),
+])
+def test_bad_training_input(tmp_path, args, words):
+    p = difflab("train", *args, "--out", "out", cwd=tmp_path)
+    assert_one_line_error(p, *words)
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_images_that_do_not_fit_and_empty_data(tmp_path):
+    np.savez(tmp_path / "rgb.npz", x=np.zeros((4, 28, 28, 3), np.uint8))
+    p = difflab("train", "--data", "npz", "--data-path", "rgb.npz", "--out", "out", cwd=tmp_path)
+    assert_one_line_error(p, "in_channels")
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 28, 28), np.uint8))
+    p = difflab("train", "--data", "npz", "--data-path", "empty.npz", "--out", "out", cwd=tmp_path)
+    assert_one_line_error(p, "empty")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_checkpoints(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "checkpoint.safetensors").write_bytes(b"\x00garbage" * 100)
+    assert_one_line_error(difflab("sample", "--run", "junk", cwd=tmp_path), "corrupt")
+    (tmp_path / "foreign").mkdir()
+    save_file({"w": np.zeros(3, np.float32)}, str(tmp_path / "foreign" / "checkpoint.safetensors"))
+    assert_one_line_error(difflab("sample", "--run", "foreign", cwd=tmp_path), "not a difflab checkpoint")
+    assert_one_line_error(difflab("sample", "--run", "nowhere", cwd=tmp_path), "does not exist")
+    assert difflab("train", *TINY_TOY, "--sample", "0", "--out", "run", cwd=tmp_path).returncode == 0
+    before = (tmp_path / "run" / "checkpoint.safetensors").read_bytes()
+    p = difflab("train", "--out", "run", "--resume", "--set", "mlp.hidden=48", cwd=tmp_path)
+    assert_one_line_error(p, "does not fit the model config")
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before  # nothing lost
+    assert_one_line_error(difflab("sample", "--run", "run", "--steps", "5000", cwd=tmp_path), "steps")
+
+
+def test_help_texts():
+    for cmd in ([], ["train"], ["sample"], ["demo"]):
+        p = subprocess.run([sys.executable, "-m", "difflab", *cmd, "--help"], capture_output=True, text=True)
+        assert p.returncode == 0 and "usage: difflab" in p.stdout
