@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 # CPU PyTorch by default; a machine that already has torch in .venv (e.g. a CUDA build) keeps it.
 TORCH   ?= torch==2.13.0
-MINUTES ?= 7
+MINUTES ?= 8
 THREADS ?= 2
 export DIFFLAB_CACHE ?= $(CURDIR)/.cache
 

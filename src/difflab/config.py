@@ -139,7 +139,8 @@ def _coerce(tp: Any, v: Any, key: str) -> Any:
         try:
             v = float(v)  # YAML 1.1 reads 2e-3 as a string
         except ValueError:
-            raise UserError(f"config key {key} must be a number, got {v!r}") from None
+            kind = "an integer" if tp is int else "a number"
+            raise UserError(f"config key {key} must be {kind}, got {v!r}") from None
     if tp is int:
         if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
             raise UserError(f"config key {key} must be an integer, got {v!r}")

@@ -34,7 +34,7 @@ def make_parser() -> Parser:
                        description="Train a DDPM on MNIST for --minutes, sample 64 digits with Algorithm 2, and write "
                                    "samples.png, forward.png, reverse.png, loss.png and report.md into --out.")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
-    d.add_argument("--minutes", type=float, default=7.0, help="training budget in minutes (default: 7)")
+    d.add_argument("--minutes", type=float, default=8.0, help="training budget in minutes (default: 8)")
     d.add_argument("--seed", type=int, default=0, help="seed for training and sampling (default: 0)")
     _common(d)
 
