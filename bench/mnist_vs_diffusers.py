@@ -335,12 +335,13 @@ def print_table(results: list[RunResult]) -> float | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--minutes", type=float, default=7.0, help="wall-clock training budget per contender")
-    p.add_argument("--samples", type=int, default=64, help="samples scored per contender (1000 DDPM steps for 64 "
+    p.add_argument("--minutes", type=float, default=8.0, help="wall-clock training budget per contender")
+    p.add_argument("--samples", type=int, default=256, help="samples scored per contender (1000 DDPM steps for 64 "
                    "take ~6 min on one core)")
     p.add_argument("--batch-size", type=int, default=64, help="diffusers batch size; keep equal to difflab demo's")
     p.add_argument("--lr", type=float, default=2e-3, help="diffusers peak AdamW learning rate (difflab demo's)")
-    p.add_argument("--inference-steps", type=int, default=1000, help="diffusers DDPM sampling steps")
+    p.add_argument("--inference-steps", type=int, default=250,
+                   help="diffusers DDPM sampling steps (difflab demo samples with 250)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads for both contenders (0: torch's default); "
                    "1 because 2 threads on 2 shared cores ran ~7x slower here")

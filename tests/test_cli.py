@@ -59,8 +59,13 @@ def test_demo_on_tiny_settings(tmp_path):
     for f in ("samples.png", "forward.png", "reverse.png", "loss.png", "report.md", "checkpoint.safetensors"):
         assert (d / f).is_file(), f
     report = (d / "report.md").read_text()
-    assert "samples.png" in report and "training" in report
+    assert "samples.png" in report and "training" in report and "bits/dim" in report
     assert np.load(d / "samples.npz")["images"].shape == (4, 28, 28)
+    p = difflab("eval", "nll", "--checkpoint", "d", "--num-images", "4", "--num-t", "4", "--quiet", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "L_0" in p.stdout and "L_T" in p.stdout and "bits/dim" in p.stdout
+    total = [ln for ln in p.stdout.splitlines() if ln.startswith("total")][0]
+    assert 0 < float(total.split()[2]) < 20  # bits/dim of an 8-bit image under a barely trained model
 
 
 @pytest.mark.parametrize("args,words", [
@@ -72,6 +77,7 @@ def test_demo_on_tiny_settings(tmp_path):
     (["--config", "missing.yaml"], ["missing.yaml"]),
     (["--set", "data.image_size=30", "--set", "data.limit=8"], ["not divisible"]),
     (["--bogus"], ["unrecognized arguments"]),
+    (["--set", "train.learn_variance=true"], ["learn_variance needs train.objective"]),
 ])
 def test_bad_training_input(tmp_path, args, words):
     p = difflab("train", *args, "--out", "out", cwd=tmp_path)

@@ -14,7 +14,8 @@ from difflab.errors import UserError
 from difflab.nn.mlp import MLPConfig
 from difflab.nn.unet import UNetConfig
 from difflab.prediction import PARAMETERIZATIONS
-from difflab.samplers.ancestral import VARIANCES
+from difflab.losses.objective import OBJECTIVES
+from difflab.reverse import VARIANCES
 from difflab.schedules.discrete import DiscreteConfig
 
 
@@ -23,6 +24,9 @@ class TrainConfig:
     """Algorithm 1 with AdamW, warm-up, clipping and EMA; amounts counted in images, not steps."""
 
     parameterization: str = "eps"  # what the network predicts: eps, x0, score or v
+    objective: str = "simple"  # simple (Algorithm 1), elbo (the bound's own weights) or hybrid (simple + w * elbo)
+    learn_variance: bool = False  # the network also predicts the reverse variance (needs elbo or hybrid)
+    hybrid_weight: float = 1e-3  # weight of the ELBO part of the hybrid objective
     batch_size: int = 64  # images per optimisation step
     lr: float = 2e-4  # peak AdamW learning rate
     weight_decay: float = 0.0  # AdamW decoupled weight decay
@@ -42,6 +46,12 @@ class TrainConfig:
             raise UserError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.parameterization not in PARAMETERIZATIONS:
             raise UserError(f"train.parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"train.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.learn_variance and self.objective == "simple":
+            raise UserError("train.learn_variance needs train.objective elbo or hybrid: the simple loss "
+                            "does not see the variance")
+        _nonnegative(self, "hybrid_weight")
         _positive(self, "batch_size", "lr", "max_images", "ema_half_life_images", "checkpoint_every_images", "log_every")
         _nonnegative(self, "weight_decay", "warmup_images", "grad_clip", "minutes", "ema_rampup")
 
@@ -52,15 +62,15 @@ class SampleConfig:
 
     num_samples: int = 64  # images to generate
     steps: int = 0  # ancestral steps on an evenly strided grid (0 = all T)
-    variance: str = "posterior"  # sigma_t^2: posterior (beta tilde) or beta
+    variance: str = "auto"  # sigma_t^2: posterior, beta, learned, or auto (learned if trained, else posterior)
     clip: bool = True  # clip predicted x0 to [-1, 1] (images only; 2-D data is never clipped)
     use_ema: bool = True  # sample from the EMA weights
     batch_size: int = 256  # samples per network call (results do not depend on it)
     seed: int = 0  # sample k uses its own noise stream from (seed, k)
 
     def __post_init__(self) -> None:
-        if self.variance not in VARIANCES:
-            raise UserError(f"sample.variance must be one of {VARIANCES}, got {self.variance!r}")
+        if self.variance not in VARIANCES + ("auto",):
+            raise UserError(f"sample.variance must be auto or one of {VARIANCES}, got {self.variance!r}")
         _positive(self, "num_samples", "batch_size")
         _nonnegative(self, "steps")
 
@@ -80,6 +90,15 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.arch not in ("unet", "mlp"):
             raise UserError(f"arch must be 'unet' or 'mlp', got {self.arch!r}")
+        if self.sample.variance == "learned" and not self.train.learn_variance:
+            raise UserError("sample.variance=learned needs a model trained with train.learn_variance=true")
+
+    @property
+    def variance(self) -> str:
+        """The reverse variance to sample and evaluate with: sample.variance, with auto resolved."""
+        if self.sample.variance != "auto":
+            return self.sample.variance
+        return "learned" if self.train.learn_variance else "posterior"
 
 
 def _positive(cfg: Any, *names: str) -> None:

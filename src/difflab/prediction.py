@@ -7,7 +7,7 @@ With x_t = alpha x_0 + sigma eps (alpha = sqrt(alpha_bar_t), sigma = sqrt(1 - al
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import torch
@@ -28,6 +28,7 @@ class Prediction:
     sigma: Tensor  # (B, 1, ...) noise scale
     x0: Tensor  # (B, ...) E[x_0 | x_t]
     eps: Tensor  # (B, ...) E[eps | x_t]
+    var_frac: Optional[Tensor] = None  # (B, ...) in [0, 1]: learned reverse variance, between sigma_t^2 and beta_t
 
     @property
     def score(self) -> Tensor:
@@ -77,19 +78,27 @@ def scales(schedule: Schedule, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]
 
 
 class NetworkDenoiser(nn.Module):
-    """Adapter: a raw network net(x_t, t, cond) predicting `parameterization` becomes a Denoiser."""
+    """Adapter: a raw network net(x_t, t, cond) predicting `parameterization` becomes a Denoiser.
 
-    def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str = "eps"):
+    With learn_variance the network returns twice the channels: the prediction, then v in [-1, 1] that sets
+    the reverse variance's interpolation fraction (v + 1) / 2 (improved DDPM).
+    """
+
+    def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str = "eps", learn_variance: bool = False):
         super().__init__()
         if parameterization not in FROM:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
         self.net, self.schedule, self.parameterization = net, schedule, parameterization
+        self.learn_variance = learn_variance
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition = None) -> Prediction:
         t = t.expand(x_t.shape[0]) if t.ndim == 0 else t
         alpha, sigma = scales(self.schedule, t, x_t)
         out = self.net(x_t, t.to(x_t.dtype), cond)
-        return FROM[self.parameterization](x_t, alpha, sigma, out)
+        if not self.learn_variance:
+            return FROM[self.parameterization](x_t, alpha, sigma, out)
+        out, v = out.chunk(2, dim=1)  # (B, C, ...) each
+        return replace(FROM[self.parameterization](x_t, alpha, sigma, out), var_frac=(v + 1) / 2)
 
 
 class ScoreFnDenoiser:
@@ -106,4 +115,5 @@ class ScoreFnDenoiser:
 
 def clip_x0(pred: Prediction, lo: float = -1.0, hi: float = 1.0) -> Prediction:
     """Clamp x0 to the data range and re-derive eps, keeping the prediction consistent."""
-    return Prediction.from_x0(pred.x_t, pred.alpha, pred.sigma, pred.x0.clamp(lo, hi))
+    clipped = Prediction.from_x0(pred.x_t, pred.alpha, pred.sigma, pred.x0.clamp(lo, hi))
+    return replace(clipped, var_frac=pred.var_frac)

@@ -53,7 +53,7 @@ def sample_run(run: LoadedRun, out: str | Path, sc: SampleConfig, *, log: Log = 
     t0 = time.time()
     with torch.no_grad():
         x = generate(denoiser, shape, sc.num_samples, schedule, grid, seed=sc.seed, batch_size=sc.batch_size,
-                     device=device, variance=sc.variance, clip=clip, on_step=bar.update)
+                     device=device, variance=replace(cfg, sample=sc).variance, clip=clip, on_step=bar.update)
     bar.close()
     secs = time.time() - t0
     if x.ndim == 4:
@@ -89,7 +89,7 @@ def trajectory_figures(run: LoadedRun, out: Path, n: int = 4, seed: int = 0, col
     denoiser = build_denoiser(cfg, run.ema)
     x = generate(denoiser, x0.shape[1:], n, schedule, discrete_grid(T), seed=seed + 10_000, callback=grab,
                  device=next(run.ema.parameters()).device,
-                 variance=cfg.sample.variance, clip=(-1.0, 1.0) if cfg.sample.clip else None)
+                 variance=cfg.variance, clip=(-1.0, 1.0) if cfg.sample.clip else None)
     frames.append(x)
     ftimes.append(0)
     plot_strip(frames, ftimes, out / "reverse.png", "reverse process p_theta(x_{t-1} | x_t): noise to data")

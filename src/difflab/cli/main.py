@@ -14,6 +14,7 @@ EPILOG = """examples:
   difflab train --config my.yaml --set train.lr=1e-3 --set unet.base_channels=64
   difflab train --out runs/mnist --resume        # continue where the checkpoint stopped
   difflab sample --run runs/mnist --num 64 --steps 250
+  difflab eval nll --checkpoint runs/mnist       # the ELBO term by term, bits/dim on the test split
 """
 
 
@@ -65,6 +66,23 @@ def make_parser() -> Parser:
     s.add_argument("--no-clip", action="store_true", help="do not clip predicted x0 to [-1, 1]")
     s.add_argument("--live", action="store_true", help="use the live weights instead of the EMA")
     _common(s, config=False)
+
+    e = sub.add_parser("eval", help="evaluate a trained run (nll: the ELBO in bits/dim)",
+                       description="Evaluate a trained run.")
+    esub = e.add_subparsers(dest="what", required=True, parser_class=Parser, metavar="WHAT")
+    n = esub.add_parser("nll", help="the negative ELBO term by term, in nats and bits/dim, on a test split",
+                        description="The bound of the lecture, term by term: L_0 (discretized decoder on 8-bit "
+                                    "pixels), sum of L_{t-1}, L_T, total and bits/dim with a standard error.")
+    n.add_argument("--checkpoint", required=True, help="run folder or its checkpoint.safetensors")
+    n.add_argument("--split", default="test", help="MNIST split (default: test); other data use their own")
+    n.add_argument("--num-images", type=int, default=256, help="images to evaluate (default: 256)")
+    n.add_argument("--method", choices=["importance", "exact"], default="importance",
+                   help="importance: num-t sampled steps per image (unbiased); exact: all T steps")
+    n.add_argument("--num-t", type=int, default=64, help="steps drawn per image for --method importance")
+    n.add_argument("--variance", choices=["posterior", "beta", "learned"], help="reverse variance (default: the run's)")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--batch-size", type=int, default=64)
+    _common(n, config=False)
     return p
 
 
@@ -157,11 +175,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from difflab.eval.likelihood import evaluate_nll
+    from difflab.train.run import load_run
+
+    rep = evaluate_nll(load_run(args.checkpoint), split=args.split, num_images=args.num_images, method=args.method,
+                       num_t=args.num_t, variance=args.variance, seed=args.seed, batch_size=args.batch_size,
+                       log=_log(args), progress=not args.quiet)
+    print(rep.table())
+    return 0
+
+
 def _log(args: argparse.Namespace):
     return (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "sample": cmd_sample}
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

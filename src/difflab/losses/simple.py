@@ -28,7 +28,10 @@ def simple_loss(
     """
     alpha, sigma = scales(schedule, t, x0)
     x_t = alpha * x0 + sigma * eps  # diffusion kernel q(x_t | x_0)
-    truth = Prediction(x_t, alpha, sigma, x0, eps)
-    pred = denoiser(x_t, t, cond)
-    err = (pred.target(parameterization) - truth.target(parameterization)) ** 2 * simple_weight(parameterization, sigma)
-    return err.flatten(1).mean(1)  # (B,)
+    return simple_error(denoiser(x_t, t, cond), Prediction(x_t, alpha, sigma, x0, eps), parameterization)
+
+
+def simple_error(pred: Prediction, truth: Prediction, parameterization: str) -> Tensor:
+    """(B,) weighted squared error of a prediction against the truth (x0, eps), averaged over dimensions."""
+    err = (pred.target(parameterization) - truth.target(parameterization)) ** 2
+    return (err * simple_weight(parameterization, truth.sigma)).flatten(1).mean(1)

@@ -27,7 +27,7 @@ class MLPConfig:
 class MLP(nn.Module):
     """net(x (B, D), t (B,), cond) -> (B, D): input projection, residual SiLU blocks with time added, output."""
 
-    def __init__(self, cfg: MLPConfig):
+    def __init__(self, cfg: MLPConfig, out_mult: int = 1):
         super().__init__()
         self.cfg = cfg
         self.embed = TimeEmbedding(cfg.hidden, cfg.hidden, cfg.num_classes)
@@ -35,7 +35,7 @@ class MLP(nn.Module):
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden)) for _ in range(cfg.depth)
         )
-        self.out = nn.Sequential(nn.LayerNorm(cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.dim))
+        self.out = nn.Sequential(nn.LayerNorm(cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, out_mult * cfg.dim))
 
     def check_input(self, x: Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.cfg.dim:

@@ -47,9 +47,12 @@ class UNetConfig:
 
 
 class UNet(nn.Module):
-    """eps/x0/score/v network: net(x (B, C, H, W), t (B,) in [0, 1], cond (B,) labels or None) -> (B, C, H, W)."""
+    """eps/x0/score/v network: net(x (B, C, H, W), t (B,) in [0, 1], cond (B,) labels or None) -> (B, k C, H, W).
 
-    def __init__(self, cfg: UNetConfig):
+    k = out_mult is 2 when the network also predicts the reverse variance.
+    """
+
+    def __init__(self, cfg: UNetConfig, out_mult: int = 1):
         super().__init__()
         self.cfg = cfg
         ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
@@ -73,7 +76,7 @@ class UNet(nn.Module):
                 c = ch * mult
             if lv > 0:
                 self.up.append(Upsample(c))
-        self.out = nn.Sequential(group_norm(c), nn.SiLU(), zero(nn.Conv2d(c, cfg.in_channels, 3, padding=1)))
+        self.out = nn.Sequential(group_norm(c), nn.SiLU(), zero(nn.Conv2d(c, out_mult * cfg.in_channels, 3, padding=1)))
 
     def _stage(self, res: ResBlock, c: int, level: int, takes_skip: bool) -> Stage:
         attn = SelfAttention(c, self.cfg.heads) if level in self.cfg.attention_levels else None

@@ -8,11 +8,12 @@ from difflab.nn import MLP, UNet
 from difflab.prediction import NetworkDenoiser
 from difflab.schedules.discrete import DiscreteSchedule
 
-ARCHS = {"unet": lambda cfg: UNet(cfg.unet), "mlp": lambda cfg: MLP(cfg.mlp)}
+# with a learned variance the network outputs twice the channels (prediction, variance fraction)
+ARCHS = {"unet": lambda cfg, k: UNet(cfg.unet, out_mult=k), "mlp": lambda cfg, k: MLP(cfg.mlp, out_mult=k)}
 
 
 def build_network(cfg: RunConfig) -> nn.Module:
-    return ARCHS[cfg.arch](cfg)
+    return ARCHS[cfg.arch](cfg, 2 if cfg.train.learn_variance else 1)
 
 
 def build_schedule(cfg: RunConfig) -> DiscreteSchedule:
@@ -20,4 +21,4 @@ def build_schedule(cfg: RunConfig) -> DiscreteSchedule:
 
 
 def build_denoiser(cfg: RunConfig, net: nn.Module) -> NetworkDenoiser:
-    return NetworkDenoiser(net, build_schedule(cfg), cfg.train.parameterization)
+    return NetworkDenoiser(net, build_schedule(cfg), cfg.train.parameterization, cfg.train.learn_variance)

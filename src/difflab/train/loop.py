@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from difflab.config import RunConfig, dump_yaml, to_dict
 from difflab.data.dataset import ImageData
 from difflab.errors import UserError
-from difflab.losses.simple import sample_steps, simple_loss
+from difflab.losses.objective import training_loss
+from difflab.losses.simple import sample_steps
 from difflab.prediction import NetworkDenoiser
 from difflab.train.build import build_denoiser, build_network
 from difflab.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint, split_prefix
@@ -190,9 +191,11 @@ def _step(st: TrainState, denoiser: NetworkDenoiser, data: ImageData, order: Dat
     idx = order.batch(st.step, tc.batch_size)
     x0 = data.x[idx].to(dev)  # Algorithm 1, line 2
     cond = data.labels[idx].to(dev) if use_labels else None
-    t = (sample_steps(tc.batch_size, T, g).double() / T).to(dev)  # line 3: t ~ U{1..T}, as time t / T
+    t = sample_steps(tc.batch_size, T, g).to(dev)  # line 3: t ~ U{1..T}
     eps = torch.randn(x0.shape, generator=g).to(dev)  # line 4 (drawn on the CPU: the same on any device)
-    loss = simple_loss(denoiser, denoiser.schedule, x0, t, eps, tc.parameterization, cond).mean()  # line 5
+    loss = training_loss(denoiser, denoiser.schedule, x0, t, eps, parameterization=tc.parameterization,  # line 5
+                         objective=tc.objective, learn_variance=tc.learn_variance, hybrid_weight=tc.hybrid_weight,
+                         cond=cond).mean()
     for group in st.opt.param_groups:
         group["lr"] = lr_at(cfg, st.images)
     st.opt.zero_grad(set_to_none=True)

@@ -1,0 +1,70 @@
+"""The reverse process p_theta(x_s | x_t) = N(mu_theta, Sigma) between two times t > s, shared by samplers and the ELBO.
+
+Between grid times the forward step has alpha_{t|s} = alpha_bar_t / alpha_bar_s and beta_{t|s} = 1 - alpha_{t|s};
+on consecutive steps of a discrete schedule these are the seed's alpha_t and beta_t.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from difflab.errors import UserError
+from difflab.prediction import Prediction
+from difflab.schedules.base import Schedule
+
+VARIANCES = ("posterior", "beta", "learned")
+
+
+@dataclass(frozen=True)
+class Step:
+    """Scalar coefficients of one step t -> s (float64)."""
+
+    c_xt: Tensor  # mu_q coefficient of x_t: sqrt(alpha_{t|s}) (1 - alpha_bar_s) / (1 - alpha_bar_t)
+    c_x0: Tensor  # mu_q coefficient of x_0: sqrt(alpha_bar_s) beta_{t|s} / (1 - alpha_bar_t)
+    beta: Tensor  # beta_{t|s}: the "large" reverse variance
+    post_var: Tensor  # sigma_t^2 = beta_{t|s} (1 - alpha_bar_s) / (1 - alpha_bar_t): the posterior variance
+
+
+def step_coefficients(schedule: Schedule, t: Tensor, s: Tensor) -> Step:
+    """The seed's tractable-posterior coefficients for the step t -> s (t, s: float64 tensors of any shape)."""
+    ab_t, ab_s = schedule.alpha_bar(t), schedule.alpha_bar(s)
+    a = ab_t / ab_s
+    beta = 1 - a
+    return Step(a.sqrt() * (1 - ab_s) / (1 - ab_t), ab_s.sqrt() * beta / (1 - ab_t), beta, beta * (1 - ab_s) / (1 - ab_t))
+
+
+def check_variance(variance: str) -> None:
+    if variance not in VARIANCES:
+        raise UserError(f"variance must be one of {VARIANCES}, got {variance!r}")
+
+
+def reverse_mean(step: Step, pred: Prediction) -> Tensor:
+    """mu_theta(x_t) = mu_q(x_t, x0_hat): the seed's Interpretation 1 (and 2, 3 after substitution)."""
+    dt = pred.x_t.dtype
+    return _b(step.c_xt, pred.x_t).to(dt) * pred.x_t + _b(step.c_x0, pred.x_t).to(dt) * pred.x0
+
+
+def reverse_logvar(step: Step, pred: Prediction, variance: str, floor: Tensor | None = None) -> Tensor:
+    """log Sigma of p_theta(x_s | x_t): posterior (sigma_t^2), beta (beta_t), or learned interpolation between them.
+
+    `floor` replaces a zero posterior variance (the last step), as DDPM does with sigma_2^2 at t = 1.
+    """
+    post = step.post_var if floor is None else torch.where(step.post_var > 0, step.post_var, floor)
+    if variance == "posterior":
+        lv = torch.log(post)
+    elif variance == "beta":
+        lv = torch.log(step.beta)
+    else:
+        if pred.var_frac is None:
+            raise UserError("variance 'learned' needs a model trained with train.learn_variance=true")
+        f = pred.var_frac  # (B, ...) in [0, 1]: log Sigma = f log beta + (1 - f) log sigma_t^2 (improved DDPM)
+        return f * _b(torch.log(step.beta), f).to(f.dtype) + (1 - f) * _b(torch.log(post), f).to(f.dtype)
+    return _b(lv, pred.x_t).to(pred.x_t.dtype).expand_as(pred.x_t)
+
+
+def _b(v: Tensor, like: Tensor) -> Tensor:
+    """Broadcast a scalar or (B,) coefficient against a (B, ...) tensor, on its device."""
+    v = v.to(like.device)
+    return v.reshape(v.shape + (1,) * (like.ndim - v.ndim)) if v.ndim else v
