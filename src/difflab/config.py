@@ -224,5 +224,5 @@ def build_config(yaml_path: str | None = None, overrides: list[str] = (), base: 
     return from_dict(RunConfig, apply_overrides(d, list(overrides)))
 
 
-def dump_yaml(cfg: RunConfig) -> str:
+def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -27,7 +27,7 @@ def plot_loss(metrics: list[dict], path: str | Path) -> Path:
         x = np.array([m["images"] for m in metrics])
         y = np.array([m["loss"] for m in metrics])
         ax.plot(x, y, alpha=0.35, lw=1, label="loss")
-        k = max(1, len(y) // 20)
+        k = max(1, len(y) // 8)
         if len(y) > k:
             ax.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, "valid"), lw=2, label=f"mean of {k}")
         ax.set_yscale("log")

@@ -28,6 +28,7 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, logvar: Tensor, bins:
 
     The lowest and highest bins extend to -inf and +inf, so the probabilities of all bins sum to 1.
     """
+    x, mean, logvar = x.double(), mean.double(), logvar.double()  # tails need float64
     half = 1.0 / (bins - 1)
     inv_std = torch.exp(-0.5 * logvar)
     upper, lower = (x - mean + half) * inv_std, (x - mean - half) * inv_std
@@ -40,8 +41,8 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, logvar: Tensor, bins:
 
 
 def _log_diff(log_a: Tensor, log_b: Tensor) -> Tensor:
-    """log(e^a - e^b) for a >= b."""
-    return log_a + torch.log1p(-torch.exp((log_b - log_a).clamp(max=0)).clamp(max=1 - 1e-12))
+    """log(e^a - e^b) for a > b; finite (and with finite gradients) everywhere, also where torch.where discards it."""
+    return log_a + torch.log(-torch.expm1((log_b - log_a).clamp(max=-1e-15)))
 
 
 def on_8bit_grid(x: Tensor, bins: int = 256, tol: float = 1e-4) -> bool:

@@ -1,0 +1,1 @@
+"""Latent models: the (hierarchical) VAE, trained by its ELBO."""
