@@ -49,6 +49,18 @@ def evaluate_nll(run: LoadedRun, *, split: str = "test", num_images: int = 256, 
                  num_t: int = 64, variance: str | None = None, seed: int = 0, batch_size: int = 64,
                  use_ema: bool = True, log: Callable[[str], None] = print, progress: bool = True) -> NLLReport:
     """The negative ELBO of a trained run on `num_images` images of a split (MNIST: test by default)."""
+    L0, Lt, LT, dims, where, variance = per_image_terms(
+        run, split=split, num_images=num_images, method=method, num_t=num_t, variance=variance, seed=seed,
+        batch_size=batch_size, use_ema=use_ema, log=log, progress=progress)
+    total = L0 + Lt + LT
+    return NLLReport(L0.mean().item(), Lt.mean().item(), LT.mean().item(), total.mean().item(),
+                     total.std().item() / math.sqrt(len(total)), dims, len(total), method, where, variance)
+
+
+def per_image_terms(run: LoadedRun, *, split: str = "test", num_images: int = 256, method: str = "importance",
+                    num_t: int = 64, variance: str | None = None, seed: int = 0, batch_size: int = 64,
+                    use_ema: bool = True, log: Callable[[str], None] = print, progress: bool = True):
+    """(L0, sum L_{t-1}, L_T) per image in nats, dims, the data's name, the variance used; draws depend on seed only."""
     if method not in METHODS:
         raise UserError(f"--method must be one of {METHODS}, got {method!r}")
     if num_images < 2:
@@ -78,7 +90,5 @@ def evaluate_nll(run: LoadedRun, *, split: str = "test", num_images: int = 256, 
         bar.update(1)
     bar.close()
     L0, Lt, LT = (torch.cat(p) for p in zip(*parts))
-    total = L0 + Lt + LT
-    return NLLReport(L0.mean().item(), Lt.mean().item(), LT.mean().item(), total.mean().item(),
-                     total.std().item() / math.sqrt(len(total)), x[0].numel(), len(total), method,
-                     dcfg.split if cfg.data.name == "mnist" else f"{cfg.data.name} (training data)", variance)
+    where = dcfg.split if cfg.data.name == "mnist" else f"{cfg.data.name} (training data)"
+    return L0, Lt, LT, x[0].numel(), where, variance
