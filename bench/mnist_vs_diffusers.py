@@ -343,8 +343,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inference-steps", type=int, default=250,
                    help="diffusers DDPM sampling steps (difflab demo samples with 250)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads for both contenders (0: torch's default); "
-                   "1 because 2 threads on 2 shared cores ran ~7x slower here")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for both contenders (0: torch's default); "
+                   "run on an otherwise idle machine: a second busy process slows 2-thread torch several-fold")
     p.add_argument("--skip-difflab", type=Path, metavar="DIR", help="reuse this finished `difflab demo` run folder")
     p.add_argument("--skip-diffusers", action="store_true", help="score difflab only")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where the results JSON goes")
