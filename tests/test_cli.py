@@ -78,6 +78,12 @@ def test_demo_on_tiny_settings(tmp_path):
     (["--set", "data.image_size=30", "--set", "data.limit=8"], ["not divisible"]),
     (["--bogus"], ["unrecognized arguments"]),
     (["--set", "train.learn_variance=true"], ["learn_variance needs train.objective"]),
+    (["--set", "train.minutes=.nan"], ["finite number"]),
+    (["--set", "unet.heads=3"], ["unet.heads"]),
+    (["--set", "unet.channel_mult=[1,2]"], ["unet.attention_levels"]),
+    (["--set", "sample.steps=5000"], ["sample.steps"]),
+    (["--data", "moons"], ["arch=mlp"]),
+    (["--threads", "0"], ["--threads"]),
 ])
 def test_bad_training_input(tmp_path, args, words):
     p = difflab("train", *args, "--out", "out", cwd=tmp_path)
@@ -109,6 +115,19 @@ def test_bad_checkpoints(tmp_path):
     assert_one_line_error(p, "does not fit the model config")
     assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before  # nothing lost
     assert_one_line_error(difflab("sample", "--run", "run", "--steps", "5000", cwd=tmp_path), "steps")
+    assert_one_line_error(difflab("sample", "--run", "run", "--name", "../x", cwd=tmp_path), "--name")
+    assert_one_line_error(difflab("train", *TINY_TOY, "--out", "run", cwd=tmp_path), "already holds a run")
+    assert_one_line_error(difflab("train", "--out", "run", "--resume", cwd=tmp_path), "larger --max-images")
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_divergence_and_unwritable_output_keep_what_was_there(tmp_path):
+    p = difflab("train", *TINY_TOY, "--set", "train.lr=1e30", "--set", "train.grad_clip=0", "--out", "div",
+                cwd=tmp_path)
+    assert_one_line_error(p, "diverged")
+    assert not (tmp_path / "div" / "checkpoint.safetensors").exists()  # no poisoned checkpoint
+    (tmp_path / "file").write_text("not a folder")
+    assert_one_line_error(difflab("train", *TINY_TOY, "--out", "file/run", cwd=tmp_path), "cannot write")
 
 
 def test_help_texts():

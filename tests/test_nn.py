@@ -62,7 +62,7 @@ def test_input_checks_and_config_errors():
     for bad in (dict(in_channels=2), dict(attention_levels=(5,)), dict(num_res_blocks=0), dict(dropout=1.0)):
         with pytest.raises(UserError):
             UNetConfig(**bad)
-    with pytest.raises(UserError, match="model.dim"):
+    with pytest.raises(UserError, match="mlp.dim"):
         MLP(MLPConfig(dim=2)).check_input(torch.zeros(4, 3))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.arch not in ("unet", "mlp"):
             raise UserError(f"arch must be 'unet' or 'mlp', got {self.arch!r}")
+        if self.sample.steps > self.schedule.T:
+            raise UserError(f"sample.steps must be at most schedule.T = {self.schedule.T}, got {self.sample.steps}")
         if self.sample.variance == "learned" and not self.train.learn_variance:
             raise UserError("sample.variance=learned needs a model trained with train.learn_variance=true")
 
@@ -165,8 +168,8 @@ def _coerce(tp: Any, v: Any, key: str) -> Any:
             raise UserError(f"config key {key} must be an integer, got {v!r}")
         return int(v)
     if tp is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise UserError(f"config key {key} must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise UserError(f"config key {key} must be a finite number, got {v!r}")
         return float(v)
     if tp is str:
         if not isinstance(v, str):

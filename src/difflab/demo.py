@@ -36,7 +36,7 @@ def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str
             "sample": {**DEMO["sample"], "seed": seed}}
     cfg = build_config(None, overrides, base=base)
     t0 = time.time()
-    res = train_run(cfg, out, log=log, progress=progress)
+    res = train_run(cfg, out, overwrite=True, log=log, progress=progress)  # the demo folder is remade each time
     run = load_run(out)
     _, sample_secs = sample_run(run, out, cfg.sample, log=log, progress=progress)
     trajectory_figures(run, out, seed=seed)

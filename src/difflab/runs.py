@@ -25,11 +25,12 @@ from difflab.train.run import LoadedRun, load_run
 Log = Callable[[str], None]
 
 
-def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, log: Log = print, progress: bool = True) -> TrainResult:
+def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, log: Log = print,
+              progress: bool = True) -> TrainResult:
     """Build the dataset and train into `out` (checkpoint, config.yaml, metrics.jsonl, loss.png)."""
     data = build_dataset(cfg.data)
     log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}")
-    res = train(cfg, data, out, resume=resume, log=log, progress=progress)
+    res = train(cfg, data, out, resume=resume, overwrite=overwrite, log=log, progress=progress)
     plot_loss(read_metrics(Path(out) / "metrics.jsonl"), Path(out) / "loss.png")
     return res
 

@@ -45,11 +45,13 @@ def make_parser() -> Parser:
                                    "metrics.jsonl and loss.png into --out.")
     t.add_argument("--config", help="YAML file with sections arch, data, schedule, unet, mlp, train, sample")
     t.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
-    t.add_argument("--data", help="dataset: mnist, folder, npz, moons, swiss_roll, gmm (sets data.name)")
+    t.add_argument("--data", help="dataset: mnist, folder, npz (images), or moons, swiss_roll, gmm (2-D points: add "
+                                  "--set arch=mlp) (sets data.name)")
     t.add_argument("--data-path", help="folder of images or .npz file (sets data.path)")
     t.add_argument("--minutes", type=float, help="training time budget (sets train.minutes)")
     t.add_argument("--max-images", type=int, help="stop after this many images (sets train.max_images)")
-    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's checkpoint; raise --max-images or --minutes to train further")
     t.add_argument("--sample", type=int, metavar="N",
                    help="after training, draw N samples (default: sample.num_samples; 0: none)")
     _common(t)
@@ -76,7 +78,7 @@ def make_parser() -> Parser:
     v.add_argument("--levels", type=int, help="latent levels (sets vae.levels)")
     v.add_argument("--minutes", type=float, help="training time budget (sets minutes)")
     v.add_argument("--max-images", type=int, help="stop after this many images (sets max_images)")
-    _common(v)
+    _common(v, example="lr=1e-3 --set vae.width=64")
 
     e = sub.add_parser("eval", help="evaluate a trained run (nll: the ELBO in bits/dim)",
                        description="Evaluate a trained run.")
@@ -91,16 +93,16 @@ def make_parser() -> Parser:
                    help="importance: num-t sampled steps per image (unbiased); exact: all T steps")
     n.add_argument("--num-t", type=int, default=64, help="steps drawn per image for --method importance")
     n.add_argument("--variance", choices=["posterior", "beta", "learned"], help="reverse variance (default: the run's)")
-    n.add_argument("--seed", type=int, default=0)
-    n.add_argument("--batch-size", type=int, default=64)
+    n.add_argument("--seed", type=int, default=0, help="seeds the draws of t and x_t (default: 0)")
+    n.add_argument("--batch-size", type=int, default=64, help="images per network call (default: 64)")
     _common(n, config=False)
     return p
 
 
-def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, config: bool = True, example: str = "train.lr=1e-3") -> None:
     if config:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any config key, e.g. --set train.lr=1e-3 (repeatable)")
+                       help=f"override any config key, e.g. --set {example} (repeatable)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -110,14 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
-        if args.threads:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise UserError(f"--threads must be at least 1, got {args.threads}")
             torch.set_num_threads(args.threads)
         return COMMANDS[args.command](args)
     except UserError as e:
         sys.stderr.write(f"difflab {args.command}: error: {e}\n")
         return 2
-    except PermissionError as e:
-        sys.stderr.write(f"difflab {args.command}: error: cannot write {e.filename}: permission denied; "
+    except OSError as e:  # read-only folder, a file where a folder should be, disk full
+        sys.stderr.write(f"difflab {args.command}: error: cannot write {e.filename or ''}: {e.strerror or e}; "
                          "choose a writable --out folder\n")
         return 2
     except KeyboardInterrupt:
@@ -174,6 +178,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from difflab.runs import sample_run
     from difflab.train.run import load_run
 
+    if not args.name or Path(args.name).name != args.name or args.name.startswith("."):
+        raise UserError(f"--name must be a plain file stem like 'samples', got {args.name!r}")
     run = load_run(args.run)
     sc = run.cfg.sample
     changes = {k: v for k, v in {"num_samples": args.num, "steps": args.steps, "seed": args.seed,
@@ -190,6 +196,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from difflab.eval.likelihood import evaluate_nll
     from difflab.train.run import load_run
 
+    if args.batch_size < 1 or args.num_t < 2:
+        raise UserError("--batch-size must be at least 1 and --num-t at least 2")
     rep = evaluate_nll(load_run(args.checkpoint), split=args.split, num_images=args.num_images, method=args.method,
                        num_t=args.num_t, variance=args.variance, seed=args.seed, batch_size=args.batch_size,
                        log=_log(args), progress=not args.quiet)

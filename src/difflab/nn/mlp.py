@@ -21,7 +21,7 @@ class MLPConfig:
 
     def __post_init__(self) -> None:
         if min(self.dim, self.hidden, self.depth) < 1:
-            raise UserError("model.dim, model.hidden and model.depth must be positive")
+            raise UserError("mlp.dim, mlp.hidden and mlp.depth must be positive")
 
 
 class MLP(nn.Module):
@@ -39,7 +39,8 @@ class MLP(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.cfg.dim:
-            raise UserError(f"the MLP takes (B, {self.cfg.dim}) data, got shape {tuple(x.shape)}: set model.dim")
+            raise UserError(f"the MLP takes (B, {self.cfg.dim}) data, got shape {tuple(x.shape)}: set mlp.dim, "
+                            "or arch=unet for images")
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         emb = self.embed(t, cond)  # (B, hidden)

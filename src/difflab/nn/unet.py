@@ -29,16 +29,24 @@ class UNetConfig:
         object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
         object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
         if self.in_channels not in (1, 3):
-            raise UserError(f"model.in_channels must be 1 or 3, got {self.in_channels}")
+            raise UserError(f"unet.in_channels must be 1 or 3, got {self.in_channels}")
         if self.base_channels < 1 or not self.channel_mult or min(self.channel_mult) < 1:
-            raise UserError("model.base_channels and every model.channel_mult entry must be positive")
+            raise UserError("unet.base_channels must be positive and unet.channel_mult a non-empty list of "
+                            "positive multipliers, e.g. [1, 2, 2]")
         if self.num_res_blocks < 1:
-            raise UserError(f"model.num_res_blocks must be at least 1, got {self.num_res_blocks}")
+            raise UserError(f"unet.num_res_blocks must be at least 1, got {self.num_res_blocks}")
         bad = [lv for lv in self.attention_levels if not 0 <= lv < len(self.channel_mult)]
         if bad:
-            raise UserError(f"model.attention_levels {bad} out of range 0..{len(self.channel_mult) - 1}")
+            raise UserError(f"unet.attention_levels {bad} out of range 0..{len(self.channel_mult) - 1} for "
+                            f"{len(self.channel_mult)} levels: set unet.attention_levels, e.g. "
+                            f"[{len(self.channel_mult) - 1}] or []")
         if not 0 <= self.dropout < 1:
-            raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
+            raise UserError(f"unet.dropout must be in [0, 1), got {self.dropout}")
+        widths = [self.base_channels * m for m in self.channel_mult]
+        if self.heads < 1 or any(w % self.heads for w in widths):
+            raise UserError(f"unet.heads={self.heads} must divide every level's width {widths}: choose a divisor")
+        if self.num_classes < 0:
+            raise UserError(f"unet.num_classes must be >= 0, got {self.num_classes}")
 
     @property
     def factor(self) -> int:
@@ -87,10 +95,10 @@ class UNet(nn.Module):
         f = self.cfg.factor
         if x.ndim != 4 or x.shape[1] != self.cfg.in_channels:
             raise UserError(f"the model takes (B, {self.cfg.in_channels}, H, W) images, got shape {tuple(x.shape)}: "
-                            "set model.in_channels or data.channels to match")
+                            "set unet.in_channels (or data.channels) to match; 2-D points need arch=mlp")
         if x.shape[2] % f or x.shape[3] % f:
             raise UserError(f"image size {x.shape[2]}x{x.shape[3]} is not divisible by {f} = 2^(levels-1): "
-                            "set data.image_size to a multiple of it or use fewer model.channel_mult levels")
+                            "set data.image_size to a multiple of it or use fewer unet.channel_mult levels")
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         emb = self.embed(t, cond)  # (B, 4 base)

@@ -126,25 +126,30 @@ def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData) -> None:
     nc = getattr(net.cfg, "num_classes", 0)
     if nc and (data.labels is None or data.num_classes > nc):
         raise UserError(f"the model is class-conditional with {nc} classes but the data has "
-                        f"{'no labels' if data.labels is None else f'{data.num_classes} classes'}: set num_classes")
+                        f"{'no labels' if data.labels is None else f'{data.num_classes} classes'}: set unet.num_classes")
 
 
-def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False,
+def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           log: Callable[[str], None] = print, progress: bool = True) -> TrainResult:
     """Train with Algorithm 1 until max_images or the time budget; checkpoints and metrics go to run_dir."""
     run_dir = Path(run_dir)
     ckpt = run_dir / CHECKPOINT
+    if ckpt.exists() and not resume and not overwrite:
+        raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
     st = load_state(ckpt, cfg) if resume and ckpt.exists() else new_state(cfg)
     check_fit(cfg, st.net, data)  # before anything is written
+    tc = cfg.train
+    if resume and (st.images >= tc.max_images or (tc.minutes and st.seconds >= tc.minutes * 60)):
+        raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images, "
+                        f"{st.seconds:.0f} s of train.minutes={tc.minutes}): pass a larger --max-images or --minutes")
     run_dir.mkdir(parents=True, exist_ok=True)
     st.data_shape = data.shape
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))  # the config in force, also after a resume
     if not (resume and ckpt.exists()):
-        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
         (run_dir / "metrics.jsonl").write_text("")
     else:
         log(f"resuming from {ckpt} at step {st.step} ({st.images} images)")
         _truncate_metrics(run_dir / "metrics.jsonl", st.step)
-    tc = cfg.train
     denoiser: NetworkDenoiser = build_denoiser(cfg, st.net)
     order = DataOrder(len(data), tc.seed)
     T = cfg.schedule.T
@@ -156,17 +161,22 @@ def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool 
     t_start, sec0, loss_v, stopped = time.time(), st.seconds, float("nan"), "images"
     metrics = open(run_dir / "metrics.jsonl", "a")
     st.net.train()
+    diverged = False
     try:
         while st.images < tc.max_images:
             if tc.minutes and st.seconds >= tc.minutes * 60:
                 stopped = "time"
                 break
             loss_v, gnorm = _step(st, denoiser, data, order, T, use_labels, cfg)
+            if not (math.isfinite(loss_v) and math.isfinite(gnorm)):
+                diverged = True
+                raise UserError(f"training diverged at step {st.step} (loss {loss_v}, gradient norm {gnorm}): lower "
+                                f"train.lr; the last good checkpoint in {run_dir} is kept")
             st.step += 1
             st.images += tc.batch_size
             st.seconds = sec0 + time.time() - t_start
             bar.update(1, loss=loss_v)
-            if st.step % tc.log_every == 0:
+            if st.step % tc.log_every == 0 or st.step == 1:
                 metrics.write(json.dumps({"step": st.step, "images": st.images, "loss": loss_v, "grad_norm": gnorm,
                                           "lr": lr_at(cfg, st.images - tc.batch_size), "seconds": round(st.seconds, 3)}) + "\n")
                 metrics.flush()
@@ -176,7 +186,8 @@ def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool 
     finally:
         metrics.close()
         bar.close()
-        save_state(run_dir, cfg, st)  # also on Ctrl-C: nothing trained is lost
+        if not diverged:
+            save_state(run_dir, cfg, st)  # also on Ctrl-C: nothing trained is lost
     log(f"trained {st.step} steps ({st.images} images) in {st.seconds:.0f}s; last loss {loss_v:.4f}")
     return TrainResult(st.step, st.images, st.seconds, loss_v, stopped)
 
@@ -201,6 +212,8 @@ def _step(st: TrainState, denoiser: NetworkDenoiser, data: ImageData, order: Dat
     st.opt.zero_grad(set_to_none=True)
     loss.backward()
     gnorm = torch.nn.utils.clip_grad_norm_(st.net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+    if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
+        return float(loss.detach()), float(gnorm)  # the caller stops; weights and EMA stay as they were
     st.opt.step()
     half = tc.ema_half_life_images
     if tc.ema_rampup > 0:
