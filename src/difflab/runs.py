@@ -28,6 +28,8 @@ Log = Callable[[str], None]
 def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, log: Log = print,
               progress: bool = True) -> TrainResult:
     """Build the dataset and train into `out` (checkpoint, config.yaml, metrics.jsonl, loss.png)."""
+    if cfg.data.path:  # stored absolute, so the run can be evaluated from any folder
+        cfg = replace(cfg, data=replace(cfg.data, path=str(Path(cfg.data.path).resolve())))
     data = build_dataset(cfg.data)
     log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}")
     res = train(cfg, data, out, resume=resume, overwrite=overwrite, log=log, progress=progress)

@@ -82,7 +82,7 @@ def check_images(x0: Tensor) -> None:
     if not on_8bit_grid(x0):
         lo, hi = float(x0.min()), float(x0.max())
         raise UserError(f"the bound on discrete pixels needs images on the 8-bit grid of [-1, 1] (x = k/127.5 - 1), "
-                        f"got values in [{lo:.3g}, {hi:.3g}]: pass uint8 images through to_unit_range")
+                        f"got values in [{lo:.3g}, {hi:.3g}]: give the data as uint8 pixels 0..255 (e.g. a uint8 .npz)")
 
 
 @torch.no_grad()
