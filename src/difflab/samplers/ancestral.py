@@ -1,18 +1,16 @@
 """Ancestral sampling (Algorithm 2) on any decreasing time grid."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from difflab.prediction import Condition, Denoiser, Prediction, clip_x0
+from difflab.prediction import Condition, Denoiser
 from difflab.reverse import VARIANCES, check_variance, reverse_logvar, reverse_mean, step_coefficients
 from difflab.samplers.noise import NoiseSource
+from difflab.samplers.walk import GridWalk, StepCallback
 from difflab.schedules.base import Schedule
-from difflab.schedules.grids import check_grid
-
-StepCallback = Callable[[int, Tensor, Tensor, Prediction], None]  # (step, t, x_t, prediction)
 __all__ = ["sample_ancestral", "VARIANCES", "StepCallback"]
 
 
@@ -35,20 +33,12 @@ def sample_ancestral(
     variance (or beta_t with variance='beta', or the model's own with 'learned'); z = 0 on the last step (line 3).
     """
     check_variance(variance)
-    grid = check_grid(grid)
-    x = x_T
-    n = len(grid) - 1
-    for i in range(n):
-        t, s = grid[i], grid[i + 1]
-        pred = denoiser(x, t.to(x.dtype).expand(x.shape[0]).to(x.device), cond)
-        if clip is not None:
-            pred = clip_x0(pred, *clip)
-        if callback is not None:
-            callback(i, t, x, pred)
+    walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
+    for i, t, s, pred in walk:
         step = step_coefficients(schedule, t, s)
         mean = reverse_mean(step, pred)
-        if i < n - 1:  # Algorithm 2, line 3: z = 0 on the final step
-            x = mean + torch.exp(0.5 * reverse_logvar(step, pred, variance)) * noise.randn_like(x)
+        if i < walk.n - 1:  # Algorithm 2, line 3: z = 0 on the final step
+            walk.x = mean + torch.exp(0.5 * reverse_logvar(step, pred, variance)) * noise.randn_like(mean)
         else:
-            x = mean
-    return x
+            walk.x = mean
+    return walk.x

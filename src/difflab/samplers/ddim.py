@@ -11,11 +11,10 @@ import torch
 from torch import Tensor
 
 from difflab.errors import UserError
-from difflab.prediction import Condition, Denoiser, clip_x0
-from difflab.samplers.ancestral import StepCallback
+from difflab.prediction import Condition, Denoiser
 from difflab.samplers.noise import NoiseSource
+from difflab.samplers.walk import GridWalk, StepCallback
 from difflab.schedules.base import Schedule
-from difflab.schedules.grids import check_grid
 
 
 @torch.no_grad()
@@ -34,20 +33,14 @@ def sample_ddim(
     """One network evaluation per grid interval; returns x at the grid's last time."""
     if eta < 0:
         raise UserError(f"DDIM eta must be >= 0, got {eta}")
-    grid = check_grid(grid)
-    x = x_T
-    n = len(grid) - 1
-    for i in range(n):
-        t, s = grid[i], grid[i + 1]
-        pred = denoiser(x, t.to(x.dtype).expand(x.shape[0]).to(x.device), cond)
-        if clip is not None:
-            pred = clip_x0(pred, *clip)
-        if callback is not None:
-            callback(i, t, x, pred)
+    walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
+    for i, t, s, pred in walk:
         a_t, a_s, s_t, s_s = schedule.alpha(t), schedule.alpha(s), schedule.sigma(t), schedule.sigma(s)
         c = eta * (s_s**2 / s_t**2 * (1 - a_t**2 / a_s**2)).clamp_min(0).sqrt()  # eta x posterior std
         direction = (s_s**2 - c**2).clamp_min(0).sqrt()
-        x = a_s.to(x.dtype) * pred.x0 + direction.to(x.dtype) * pred.eps
-        if i < n - 1 and eta > 0:
-            x = x + c.to(x.dtype) * noise.randn_like(x)
-    return x
+        dt = pred.x0.dtype
+        x = a_s.to(dt) * pred.x0 + direction.to(dt) * pred.eps
+        if i < walk.n - 1 and eta > 0:
+            x = x + c.to(dt) * noise.randn_like(x)
+        walk.x = x
+    return walk.x
