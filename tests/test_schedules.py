@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from difflab.errors import UserError
-from difflab.schedules import DiscreteConfig, DiscreteSchedule, cosine_betas, linear_betas
+from difflab.schedules import ScheduleConfig, DiscreteSchedule, cosine_betas, linear_betas
 from difflab.schedules.grids import check_grid, discrete_grid
 
 SCHEDULES = {"linear": DiscreteSchedule(linear_betas(1000)), "cosine": DiscreteSchedule(cosine_betas(1000))}
@@ -105,6 +105,6 @@ def test_grids_and_config_errors():
     with pytest.raises(UserError):
         discrete_grid(1000, 0)
     with pytest.raises(UserError, match="schedule.kind"):
-        DiscreteConfig(kind="quadratic")
+        ScheduleConfig(kind="quadratic")
     with pytest.raises(UserError, match="beta"):
-        DiscreteConfig(beta_1=0.5, beta_T=0.1)
+        ScheduleConfig(beta_1=0.5, beta_T=0.1)

@@ -17,7 +17,7 @@ from difflab.nn.unet import UNetConfig
 from difflab.prediction import PARAMETERIZATIONS
 from difflab.losses.objective import OBJECTIVES
 from difflab.reverse import VARIANCES
-from difflab.schedules.discrete import DiscreteConfig
+from difflab.schedules.config import ScheduleConfig
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class RunConfig:
 
     arch: str = "unet"  # network: unet (images) or mlp (2-D / tabular)
     data: DataConfig = field(default_factory=DataConfig)
-    schedule: DiscreteConfig = field(default_factory=DiscreteConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -91,7 +91,11 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.arch not in ("unet", "mlp"):
             raise UserError(f"arch must be 'unet' or 'mlp', got {self.arch!r}")
-        if self.sample.steps > self.schedule.T:
+        if not self.schedule.discrete and (self.train.objective != "simple" or self.train.learn_variance):
+            raise UserError(f"train.objective={self.train.objective} and learn_variance need a discrete schedule "
+                            f"(linear or cosine): the ELBO is a sum over steps; schedule.kind={self.schedule.kind} "
+                            "trains by denoising score matching (objective simple)")
+        if self.schedule.discrete and self.sample.steps > self.schedule.T:
             raise UserError(f"sample.steps must be at most schedule.T = {self.schedule.T}, got {self.sample.steps}")
         if self.sample.variance == "learned" and not self.train.learn_variance:
             raise UserError("sample.variance=learned needs a model trained with train.learn_variance=true")

@@ -1,7 +1,8 @@
 """The reverse process p_theta(x_s | x_t) = N(mu_theta, Sigma) between two times t > s, shared by samplers and the ELBO.
 
-Between grid times the forward step has alpha_{t|s} = alpha_bar_t / alpha_bar_s and beta_{t|s} = 1 - alpha_{t|s};
-on consecutive steps of a discrete schedule these are the seed's alpha_t and beta_t.
+Between times s < t the forward kernel is q(x_t | x_s) = N(alpha_{t|s} x_s, sigma_{t|s}^2 I) with alpha_{t|s} = alpha_t /
+alpha_s and sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2 = -sigma_t^2 expm1(lambda_t - lambda_s); for a VP
+schedule on consecutive discrete steps these are the seed's sqrt(alpha_t) and beta_t.
 """
 from __future__ import annotations
 
@@ -21,18 +22,17 @@ VARIANCES = ("posterior", "beta", "learned")
 class Step:
     """Scalar coefficients of one step t -> s (float64)."""
 
-    c_xt: Tensor  # mu_q coefficient of x_t: sqrt(alpha_{t|s}) (1 - alpha_bar_s) / (1 - alpha_bar_t)
-    c_x0: Tensor  # mu_q coefficient of x_0: sqrt(alpha_bar_s) beta_{t|s} / (1 - alpha_bar_t)
-    beta: Tensor  # beta_{t|s}: the "large" reverse variance
-    post_var: Tensor  # sigma_t^2 = beta_{t|s} (1 - alpha_bar_s) / (1 - alpha_bar_t): the posterior variance
+    c_xt: Tensor  # mu_q coefficient of x_t: alpha_{t|s} sigma_s^2 / sigma_t^2
+    c_x0: Tensor  # mu_q coefficient of x_0: alpha_s sigma_{t|s}^2 / sigma_t^2
+    beta: Tensor  # sigma_{t|s}^2 (the seed's beta_t): the "large" reverse variance
+    post_var: Tensor  # sigma_{t|s}^2 sigma_s^2 / sigma_t^2 (the seed's sigma_t^2): the posterior variance
 
 
 def step_coefficients(schedule: Schedule, t: Tensor, s: Tensor) -> Step:
     """The seed's tractable-posterior coefficients for the step t -> s (t, s: float64 tensors of any shape)."""
-    ab_t, ab_s = schedule.alpha_bar(t), schedule.alpha_bar(s)
-    a = ab_t / ab_s
-    beta = 1 - a
-    return Step(a.sqrt() * (1 - ab_s) / (1 - ab_t), ab_s.sqrt() * beta / (1 - ab_t), beta, beta * (1 - ab_s) / (1 - ab_t))
+    a_t, a_s, s_t, s_s = schedule.alpha(t), schedule.alpha(s), schedule.sigma(t), schedule.sigma(s)
+    frac = -torch.expm1(schedule.log_snr(t) - schedule.log_snr(s))  # sigma_{t|s}^2 / sigma_t^2, in (0, 1]
+    return Step(a_t / a_s * (s_s / s_t) ** 2, a_s * frac, s_t**2 * frac, s_s**2 * frac)
 
 
 def check_variance(variance: str) -> None:

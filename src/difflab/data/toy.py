@@ -76,6 +76,23 @@ class GaussianMixture:
         resp = torch.softmax(log_joint, dim=-1)  # (..., K) posterior over components
         return -torch.einsum("...k,kij,...kj->...i", resp, self._prec, diff)
 
+    def posterior_mean(self, x_t: Tensor, alpha: float, sigma: float) -> Tensor:
+        """E[x_0 | x_t] (B, D) for x_t = alpha x_0 + sigma eps, x_0 ~ this mixture (one noise level for the batch).
+
+        Component k's posterior mean is mu_k + alpha Cov_k C_k^{-1} (x_t - alpha mu_k), C_k = alpha^2 Cov_k + sigma^2 I,
+        weighted by the responsibilities r_k(x_t) of the diffused mixture.
+        """
+        x = x_t.to(torch.float64)
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        chol = torch.linalg.cholesky(alpha**2 * self.covs + sigma**2 * eye)  # (K, D, D)
+        diff = x[:, None, :] - alpha * self.means  # (B, K, D)
+        z = torch.linalg.solve_triangular(chol, diff[..., None], upper=False)  # (B, K, D, 1)
+        sol = torch.linalg.solve_triangular(chol.transpose(-1, -2), z, upper=True)[..., 0]  # C_k^{-1} (x - a mu_k)
+        log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
+        resp = torch.softmax(torch.log(self.weights) - 0.5 * (z[..., 0].square().sum(-1) + log_det), dim=1)  # (B, K)
+        mean_k = self.means + alpha * torch.einsum("kde,bke->bkd", self.covs, sol)  # (B, K, D)
+        return (resp[..., None] * mean_k).sum(1)
+
     def diffused(self, alpha: float, sigma: float) -> GaussianMixture:
         """Marginal of x_t = alpha x0 + sigma eps: means * alpha, covs * alpha^2 + sigma^2 I."""
         eye = torch.eye(self.dim, dtype=torch.float64)

@@ -30,15 +30,13 @@ def sample_ancestral(
     """x_s ~ p_theta(x_s | x_t) for consecutive grid times t > s, ending at the grid's last time.
 
     On the full grid (t = T..1) this is exactly Algorithm 2: mu = mu_q(x_t, x0_hat, t) and sigma_t^2 = posterior
-    variance (or beta_t with variance='beta', or the model's own with 'learned'); z = 0 on the last step (line 3).
+    variance (or beta_t with variance='beta', or the model's own with 'learned'); the last step to t = 0 has z = 0
+    (line 3), where mu_q(x_1, x0_hat, 1) = x0_hat: the walk's final denoising step.
     """
     check_variance(variance)
     walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
     for i, t, s, pred in walk:
         step = step_coefficients(schedule, t, s)
         mean = reverse_mean(step, pred)
-        if i < walk.n - 1:  # Algorithm 2, line 3: z = 0 on the final step
-            walk.x = mean + torch.exp(0.5 * reverse_logvar(step, pred, variance)) * noise.randn_like(mean)
-        else:
-            walk.x = mean
+        walk.x = mean + torch.exp(0.5 * reverse_logvar(step, pred, variance)) * noise.randn_like(mean)
     return walk.x

@@ -40,7 +40,7 @@ def sample_ddim(
         direction = (s_s**2 - c**2).clamp_min(0).sqrt()
         dt = pred.x0.dtype
         x = a_s.to(dt) * pred.x0 + direction.to(dt) * pred.eps
-        if i < walk.n - 1 and eta > 0:
+        if eta > 0:
             x = x + c.to(dt) * noise.randn_like(x)
         walk.x = x
     return walk.x

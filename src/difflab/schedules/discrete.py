@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from difflab.errors import UserError
-from difflab.schedules.base import Schedule
+from difflab.schedules.base import VPSchedule
 
 
 def linear_betas(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> Tensor:
@@ -24,31 +21,7 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
     return (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
 
 
-@dataclass(frozen=True)
-class DiscreteConfig:
-    """Which beta table, and how many steps."""
-
-    kind: str = "linear"  # linear (DDPM) or cosine (improved DDPM)
-    T: int = 1000  # number of diffusion steps
-    beta_1: float = 1e-4  # linear: first beta
-    beta_T: float = 0.02  # linear: last beta
-
-    def __post_init__(self) -> None:
-        if self.kind not in _TABLES:
-            raise UserError(f"schedule.kind must be one of {sorted(_TABLES)}, got {self.kind!r}")
-        if self.T < 2:
-            raise UserError(f"schedule.T must be at least 2, got {self.T}")
-        if not 0 < self.beta_1 <= self.beta_T < 1:
-            raise UserError(f"need 0 < schedule.beta_1 <= schedule.beta_T < 1, got {self.beta_1}, {self.beta_T}")
-
-
-_TABLES = {
-    "linear": lambda c: linear_betas(c.T, c.beta_1, c.beta_T),
-    "cosine": lambda c: cosine_betas(c.T),
-}
-
-
-class DiscreteSchedule(Schedule):
+class DiscreteSchedule(VPSchedule):
     """alpha_t = 1 - beta_t, alpha_bar_t = prod_{i<=t} alpha_i, indexed t = 0..T (alpha_bar_0 = 1).
 
     In continuous time, step i sits at t = i / T and log alpha_bar is interpolated linearly between steps,
@@ -62,10 +35,7 @@ class DiscreteSchedule(Schedule):
         self.alphas = 1 - self.betas  # alpha_t
         self.alpha_bars = torch.cumprod(self.alphas, 0)  # alpha_bar_t, alpha_bar_0 = 1
         self._log_ab = torch.log(self.alpha_bars)  # (T+1,), strictly decreasing
-
-    @classmethod
-    def from_config(cls, cfg: DiscreteConfig) -> "DiscreteSchedule":
-        return cls(_TABLES[cfg.kind](cfg))
+        self.t_min = 1 / self.T  # the first step: networks are trained on t = 1/T .. 1
 
     # -- the seed's discrete quantities, by integer step t in 1..T -------------------------------------
     def posterior_variance(self, t: Tensor) -> Tensor:
@@ -86,10 +56,14 @@ class DiscreteSchedule(Schedule):
     # -- continuous view -----------------------------------------------------------------------------
     def log_alpha_bar(self, t: Tensor) -> Tensor:
         t = torch.as_tensor(t)
-        u = t.detach().to("cpu", torch.float64).clamp(0, 1) * self.T  # tables live on the CPU
+        u = t.to("cpu", torch.float64).clamp(0, 1) * self.T  # tables live on the CPU; differentiable in t
         lo = u.floor().clamp(max=self.T - 1).long()
         w = u - lo
         return torch.lerp(self._log_ab[lo], self._log_ab[lo + 1], w).to(t.device)
+
+    def sample_t(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Training times i / T with i ~ Uniform({1, ..., T}) (Algorithm 1, line 3), (n,) float64."""
+        return torch.randint(1, self.T + 1, (n,), generator=generator).double() / self.T
 
     def t_of_log_alpha_bar(self, log_ab: Tensor) -> Tensor:
         return self._t_of_log_ab(torch.as_tensor(log_ab).detach().to("cpu", torch.float64)).to(torch.as_tensor(log_ab).device)

@@ -1,10 +1,17 @@
-"""Time grids for samplers: decreasing times from high noise to t = 0."""
+"""Time grids for samplers: decreasing times from t = 1 (high noise) to t = 0 (the data), chosen apart from the sampler.
+
+A grid of `steps` intervals visits `steps` times from 1 down to the schedule's t_min, then 0: the last interval is the
+final denoising step x_0 = E[x_0 | x_{t_min}] (Tweedie), as Algorithm 2's last line with z = 0.
+"""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 from difflab.errors import UserError
+from difflab.schedules.base import Schedule
+
+GRIDS = ("uniform", "karras", "logsnr", "discrete")
 
 
 def discrete_grid(T: int, steps: int | None = None) -> Tensor:
@@ -16,11 +23,69 @@ def discrete_grid(T: int, steps: int | None = None) -> Tensor:
     return i / T
 
 
+def _finish(t: Tensor) -> Tensor:
+    return torch.cat([t, t.new_zeros(1)])
+
+
+def uniform_grid(schedule: Schedule, steps: int) -> Tensor:
+    """t uniform from 1 to t_min, then 0."""
+    return _finish(torch.linspace(1.0, schedule.t_min, _check(steps), dtype=torch.float64))
+
+
+def log_snr_grid(schedule: Schedule, steps: int) -> Tensor:
+    """lambda(t) uniform from lambda(1) to lambda(t_min), then 0 (DPM-Solver's choice)."""
+    ends = schedule.log_snr(torch.tensor([1.0, schedule.t_min], dtype=torch.float64))
+    lam = torch.linspace(float(ends[0]), float(ends[1]), _check(steps), dtype=torch.float64)
+    return _finish(_pin(schedule.t_of_log_snr(lam), schedule))
+
+
+def karras_grid(schedule: Schedule, steps: int, rho: float = 7.0) -> Tensor:
+    """sigma~ = sigma / alpha spaced as (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho (EDM eq. 5), then 0."""
+    if rho <= 0:
+        raise UserError(f"the Karras grid needs rho > 0, got {rho}")
+    ends = torch.exp(-0.5 * schedule.log_snr(torch.tensor([1.0, schedule.t_min], dtype=torch.float64)))  # sigma~
+    u = torch.linspace(0, 1, _check(steps), dtype=torch.float64)
+    s = (ends[0] ** (1 / rho) + u * (ends[1] ** (1 / rho) - ends[0] ** (1 / rho))) ** rho
+    return _finish(_pin(schedule.t_of_log_snr(-2 * torch.log(s)), schedule))
+
+
+def make_grid(name: str, schedule: Schedule, steps: int, rho: float = 7.0) -> Tensor:
+    """The named grid of `steps` intervals; 'discrete' strides a discrete schedule's T steps (Algorithm 2)."""
+    if name == "discrete":
+        T = getattr(schedule, "T", None)
+        if T is None:
+            raise UserError("the 'discrete' grid needs a discrete schedule (linear or cosine); use uniform, karras or logsnr")
+        return discrete_grid(T, steps)
+    if name == "karras":
+        return karras_grid(schedule, steps, rho)
+    if name == "uniform":
+        return uniform_grid(schedule, steps)
+    if name == "logsnr":
+        return log_snr_grid(schedule, steps)
+    raise UserError(f"grid must be one of {GRIDS}, got {name!r}")
+
+
+def _check(steps: int) -> int:
+    if steps < 1:
+        raise UserError(f"a grid needs at least 1 step, got {steps}")
+    return steps
+
+
+def _pin(t: Tensor, schedule: Schedule) -> Tensor:
+    """Put the end points exactly on 1 and t_min (the inverse of lambda is exact only to rounding)."""
+    t = t.clone()
+    t[-1] = schedule.t_min
+    t[0] = 1.0
+    return t
+
+
 def check_grid(grid: Tensor) -> Tensor:
-    """A grid must be 1-D, strictly decreasing, and end at t = 0."""
+    """A grid must be 1-D, strictly decreasing, inside [0, 1]."""
     grid = torch.as_tensor(grid, dtype=torch.float64)
     if grid.ndim != 1 or grid.numel() < 2:
         raise UserError("a time grid needs at least two times, from high noise down to 0")
     if not bool((grid[1:] < grid[:-1]).all()):
         raise UserError("a time grid must run from high noise to low (strictly decreasing times)")
+    if not bool((grid >= 0).all() and (grid <= 1).all()):
+        raise UserError(f"grid times must lie in [0, 1], got {grid.min().item():g}..{grid.max().item():g}")
     return grid

@@ -6,7 +6,7 @@ from torch import nn
 from difflab.config import RunConfig
 from difflab.nn import MLP, UNet
 from difflab.prediction import NetworkDenoiser
-from difflab.schedules.discrete import DiscreteSchedule
+from difflab.schedules import Schedule, build_schedule as _build
 
 # with a learned variance the network outputs twice the channels (prediction, variance fraction)
 ARCHS = {"unet": lambda cfg, k: UNet(cfg.unet, out_mult=k), "mlp": lambda cfg, k: MLP(cfg.mlp, out_mult=k)}
@@ -16,8 +16,8 @@ def build_network(cfg: RunConfig) -> nn.Module:
     return ARCHS[cfg.arch](cfg, 2 if cfg.train.learn_variance else 1)
 
 
-def build_schedule(cfg: RunConfig) -> DiscreteSchedule:
-    return DiscreteSchedule.from_config(cfg.schedule)
+def build_schedule(cfg: RunConfig) -> Schedule:
+    return _build(cfg.schedule)
 
 
 def build_denoiser(cfg: RunConfig, net: nn.Module) -> NetworkDenoiser:

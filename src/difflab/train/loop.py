@@ -15,7 +15,6 @@ from difflab.config import RunConfig, dump_yaml, to_dict
 from difflab.data.dataset import ImageData
 from difflab.errors import UserError
 from difflab.losses.objective import training_loss
-from difflab.losses.simple import sample_steps
 from difflab.prediction import NetworkDenoiser
 from difflab.train.build import build_denoiser, build_network
 from difflab.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint, split_prefix
@@ -152,7 +151,6 @@ def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool 
         _truncate_metrics(run_dir / "metrics.jsonl", st.step)
     denoiser: NetworkDenoiser = build_denoiser(cfg, st.net)
     order = DataOrder(len(data), tc.seed)
-    T = cfg.schedule.T
     use_labels = getattr(st.net.cfg, "num_classes", 0) > 0
     total_steps = math.ceil(tc.max_images / tc.batch_size)
     bar = Progress(total_steps, "train", "step", tc.log_every, st.step, log=log, enabled=progress,
@@ -167,7 +165,7 @@ def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool 
             if tc.minutes and st.seconds >= tc.minutes * 60:
                 stopped = "time"
                 break
-            loss_v, gnorm = _step(st, denoiser, data, order, T, use_labels, cfg)
+            loss_v, gnorm = _step(st, denoiser, data, order, use_labels, cfg)
             if not (math.isfinite(loss_v) and math.isfinite(gnorm)):
                 diverged = True
                 raise UserError(f"training diverged at step {st.step} (loss {loss_v}, gradient norm {gnorm}): lower "
@@ -192,7 +190,7 @@ def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool 
     return TrainResult(st.step, st.images, st.seconds, loss_v, stopped)
 
 
-def _step(st: TrainState, denoiser: NetworkDenoiser, data: ImageData, order: DataOrder, T: int,
+def _step(st: TrainState, denoiser: NetworkDenoiser, data: ImageData, order: DataOrder,
           use_labels: bool, cfg: RunConfig) -> tuple[float, float]:
     """One step of Algorithm 1 on a batch; everything random is drawn from the step's own seed."""
     tc = cfg.train
@@ -202,7 +200,7 @@ def _step(st: TrainState, denoiser: NetworkDenoiser, data: ImageData, order: Dat
     idx = order.batch(st.step, tc.batch_size)
     x0 = data.x[idx].to(dev)  # Algorithm 1, line 2
     cond = data.labels[idx].to(dev) if use_labels else None
-    t = sample_steps(tc.batch_size, T, g).to(dev)  # line 3: t ~ U{1..T}
+    t = denoiser.schedule.sample_t(tc.batch_size, g).to(dev)  # line 3: t ~ U{1..T} / T, or U[t_min, 1] (DSM)
     eps = torch.randn(x0.shape, generator=g).to(dev)  # line 4 (drawn on the CPU: the same on any device)
     loss = training_loss(denoiser, denoiser.schedule, x0, t, eps, parameterization=tc.parameterization,  # line 5
                          objective=tc.objective, learn_variance=tc.learn_variance, hybrid_weight=tc.hybrid_weight,

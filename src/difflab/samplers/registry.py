@@ -1,0 +1,81 @@
+"""Every sampler by name, with what it costs: all share sample(denoiser, x_T, schedule, grid, *, noise, cond, clip,
+callback, **options) -> x_0, and a grid of n intervals costs evals_per_step * (n - 1) + 1 network evaluations."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import Tensor
+
+from difflab.errors import UserError
+from difflab.prediction import Condition, Prediction
+from difflab.samplers.ancestral import sample_ancestral
+from difflab.samplers.ddim import sample_ddim
+from difflab.samplers.dpm_solver import sample_dpmpp_2m, sample_dpmpp_3m
+from difflab.samplers.langevin import sample_annealed_langevin, sample_predictor_corrector
+from difflab.samplers.ode import sample_edm_heun, sample_heun
+from difflab.samplers.rk45 import sample_rk45
+from difflab.samplers.sde import sample_euler_maruyama
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler and its cost model."""
+
+    fn: Callable[..., Tensor]
+    stochastic: bool  # draws noise after x_T
+    evals: Callable[[dict], int] | None  # network evaluations per interval before the last; None = adaptive (RK45)
+    default_grid: str  # the grid it is usually run on
+    summary: str  # one line for --help and the docs
+
+    def nfe(self, steps: int, options: dict | None = None) -> int:
+        """Network evaluations for a grid of `steps` intervals ending with the final denoising step."""
+        if self.evals is None:
+            raise UserError("rk45 is adaptive: its cost follows rtol/atol, not the grid")
+        return self.evals(options or {}) * (steps - 1) + 1
+
+    def steps_for_nfe(self, name: str, nfe: int, options: dict | None = None) -> int:
+        """The largest grid (intervals) whose cost is at most nfe; at least one step before the final denoising."""
+        if self.evals is None:
+            raise UserError("rk45 is adaptive: set its tolerances (rtol, atol) instead of an NFE")
+        k = self.evals(options or {})
+        if nfe < k + 1:
+            raise UserError(f"sampler {name} needs at least {k + 1} network evaluations, got {nfe}")
+        return (nfe - 1) // k + 1
+
+
+def _one(_: dict) -> int:
+    return 1
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "ancestral": SamplerSpec(sample_ancestral, True, _one, "discrete", "Algorithm 2: x_s ~ p_theta(x_s | x_t) (option variance)"),
+    "ddim": SamplerSpec(sample_ddim, True, _one, "uniform", "DDIM; eta = 0 deterministic, eta = 1 ancestral (option eta)"),
+    "euler_maruyama": SamplerSpec(sample_euler_maruyama, True, _one, "uniform", "Euler–Maruyama on the reverse-time SDE"),
+    "pc": SamplerSpec(sample_predictor_corrector, True, lambda o: 1 + o.get("corrector_steps", 1), "uniform",
+                      "predictor (Euler–Maruyama) + Langevin corrector (options snr, corrector_steps)"),
+    "langevin": SamplerSpec(sample_annealed_langevin, True, lambda o: o.get("langevin_steps", 2), "karras",
+                            "annealed Langevin dynamics (options snr, langevin_steps)"),
+    "heun": SamplerSpec(sample_heun, False, lambda o: 2, "uniform", "Heun on the probability-flow ODE in t"),
+    "rk45": SamplerSpec(sample_rk45, False, None, "uniform", "adaptive RK45 on the probability-flow ODE (options rtol, atol)"),
+    "dpmpp_2m": SamplerSpec(sample_dpmpp_2m, False, _one, "logsnr", "DPM-Solver++(2M), second order"),
+    "dpmpp_3m": SamplerSpec(sample_dpmpp_3m, False, _one, "logsnr", "DPM-Solver++(3M), third order"),
+    "edm": SamplerSpec(sample_edm_heun, False, lambda o: 2, "karras", "EDM's Heun in sigma (Karras et al. 2022)"),
+}
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    if name not in SAMPLERS:
+        raise UserError(f"sampler must be one of {sorted(SAMPLERS)}, got {name!r}")
+    return SAMPLERS[name]
+
+
+class CountingDenoiser:
+    """Wraps a denoiser and counts its calls (network evaluations, NFE)."""
+
+    def __init__(self, denoiser: Callable[[Tensor, Tensor, Condition], Prediction]):
+        self.denoiser, self.nfe = denoiser, 0
+
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Condition = None) -> Prediction:
+        self.nfe += 1
+        return self.denoiser(x_t, t, cond)

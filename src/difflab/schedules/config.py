@@ -1,0 +1,59 @@
+"""Which schedule a run uses: discrete DDPM tables or a continuous-time SDE, one typed config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from difflab.errors import UserError
+from difflab.schedules.base import Schedule
+from difflab.schedules.continuous import EDM, VE, SubVP, VPLinear
+from difflab.schedules.discrete import DiscreteSchedule, cosine_betas, linear_betas
+
+DISCRETE = ("linear", "cosine")
+CONTINUOUS = ("vp", "subvp", "ve", "edm")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The forward process: a beta table (trained on integer steps) or an SDE (trained on t ~ U[t_min, 1])."""
+
+    kind: str = "linear"  # linear, cosine (discrete DDPM tables) or vp, subvp, ve, edm (continuous SDEs)
+    T: int = 1000  # discrete: number of diffusion steps
+    beta_1: float = 1e-4  # linear: first beta
+    beta_T: float = 0.02  # linear: last beta
+    beta_min: float = 0.1  # vp, subvp: beta(0)
+    beta_max: float = 20.0  # vp, subvp: beta(1)
+    sigma_min: float = 0.0  # ve, edm: smallest noise level sampled (0 = 0.01 for ve, 0.002 for edm)
+    sigma_max: float = 0.0  # ve, edm: largest noise level (0 = 50 for ve, 80 for edm)
+    t_min: float = 0.0  # continuous: smallest training / sampling time (0 = the schedule's default)
+
+    def __post_init__(self) -> None:
+        if self.kind not in DISCRETE + CONTINUOUS:
+            raise UserError(f"schedule.kind must be one of {DISCRETE + CONTINUOUS}, got {self.kind!r}")
+        if self.T < 2:
+            raise UserError(f"schedule.T must be at least 2, got {self.T}")
+        if not 0 < self.beta_1 <= self.beta_T < 1:
+            raise UserError(f"need 0 < schedule.beta_1 <= schedule.beta_T < 1, got {self.beta_1}, {self.beta_T}")
+        if not 0 < self.beta_min < self.beta_max:
+            raise UserError(f"need 0 < schedule.beta_min < schedule.beta_max, got {self.beta_min}, {self.beta_max}")
+        if self.sigma_min < 0 or self.sigma_max < 0 or (self.sigma_min and self.sigma_max and self.sigma_min >= self.sigma_max):
+            raise UserError(f"need 0 < schedule.sigma_min < schedule.sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if not 0 <= self.t_min < 1:
+            raise UserError(f"schedule.t_min must be in [0, 1), got {self.t_min}")
+
+    @property
+    def discrete(self) -> bool:
+        """Trained on integer steps t = i / T (the ELBO and Algorithm 2's full grid exist)."""
+        return self.kind in DISCRETE
+
+
+def build_schedule(cfg: ScheduleConfig) -> Schedule:
+    """The schedule object a config names."""
+    if cfg.kind == "linear":
+        return DiscreteSchedule(linear_betas(cfg.T, cfg.beta_1, cfg.beta_T))
+    if cfg.kind == "cosine":
+        return DiscreteSchedule(cosine_betas(cfg.T))
+    t_min = {"t_min": cfg.t_min} if cfg.t_min else {}
+    if cfg.kind in ("vp", "subvp"):
+        return (VPLinear if cfg.kind == "vp" else SubVP)(cfg.beta_min, cfg.beta_max, **t_min)
+    sig = {k: v for k, v in (("sigma_min", cfg.sigma_min), ("sigma_max", cfg.sigma_max)) if v}
+    return (VE if cfg.kind == "ve" else EDM)(**sig, **t_min)
