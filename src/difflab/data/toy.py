@@ -61,7 +61,7 @@ class GaussianMixture:
     def _component_log_probs(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(log w_k + log N(x; mu_k, Cov_k) (..., K), x - mu_k (..., K, D)) for x (..., D)."""
         diff = x.to(torch.float64)[..., None, :] - self.means  # (..., K, D)
-        z = torch.linalg.solve_triangular(self._chol, diff[..., None], upper=False)[..., 0]  # (..., K, D)
+        z = _whiten(self._chol, diff)  # (..., K, D)
         log_det = 2.0 * torch.log(torch.diagonal(self._chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
         log_norm = -0.5 * (self.dim * math.log(2.0 * math.pi) + log_det + z.square().sum(-1))
         return torch.log(self.weights) + log_norm, diff
@@ -86,10 +86,10 @@ class GaussianMixture:
         eye = torch.eye(self.dim, dtype=torch.float64)
         chol = torch.linalg.cholesky(alpha**2 * self.covs + sigma**2 * eye)  # (K, D, D)
         diff = x[:, None, :] - alpha * self.means  # (B, K, D)
-        z = torch.linalg.solve_triangular(chol, diff[..., None], upper=False)  # (B, K, D, 1)
-        sol = torch.linalg.solve_triangular(chol.transpose(-1, -2), z, upper=True)[..., 0]  # C_k^{-1} (x - a mu_k)
+        z = _whiten(chol, diff)  # (B, K, D): L_k^{-1} (x - a mu_k)
+        sol = _whiten(chol, z, transpose=True)  # (B, K, D): C_k^{-1} (x - a mu_k)
         log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
-        resp = torch.softmax(torch.log(self.weights) - 0.5 * (z[..., 0].square().sum(-1) + log_det), dim=1)  # (B, K)
+        resp = torch.softmax(torch.log(self.weights) - 0.5 * (z.square().sum(-1) + log_det), dim=1)  # (B, K)
         mean_k = self.means + alpha * torch.einsum("kde,bke->bkd", self.covs, sol)  # (B, K, D)
         return (resp[..., None] * mean_k).sum(1)
 
@@ -97,6 +97,16 @@ class GaussianMixture:
         """Marginal of x_t = alpha x0 + sigma eps: means * alpha, covs * alpha^2 + sigma^2 I."""
         eye = torch.eye(self.dim, dtype=torch.float64)
         return GaussianMixture(self.weights, self.means * alpha, self.covs * alpha**2 + sigma**2 * eye)
+
+
+def _whiten(chol: Tensor, v: Tensor, transpose: bool = False) -> Tensor:
+    """L_k^{-1} v_k (or L_k^{-T} v_k) for chol (K, D, D) and v (..., K, D), one triangular solve per component."""
+    lead = v.shape[:-2]
+    K, D = v.shape[-2:]
+    rhs = v.reshape(-1, K, D).permute(1, 2, 0)  # (K, D, M)
+    a = chol.transpose(-1, -2) if transpose else chol
+    out = torch.linalg.solve_triangular(a, rhs, upper=transpose)  # (K, D, M)
+    return out.permute(2, 0, 1).reshape(*lead, K, D)
 
 
 def eight_mode_ring(radius: float = 2.0, std: float = 0.2) -> GaussianMixture:

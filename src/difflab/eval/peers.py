@@ -16,7 +16,8 @@ What the model is told (alpha_bar of the VP input x_t = sqrt(ab) x0 + sqrt(1 - a
 Sigma-based peers (euler*, heun, kdpm2) start at init_noise_sigma = sigma_max and divide by sqrt(sigma^2 + 1) in
 scale_model_input, which turns their VE state into exactly this VP x_t.
 
-Defaults worth knowing: ddim and ddpm clip the predicted x0 to [-1, 1] (clip_sample=True) and use "leading" timesteps
+Defaults worth knowing: ddim and ddpm would clip the predicted x0 to [-1, 1] (clip_sample=True, an image-range
+setting, turned off here as a user of non-image data would), and they use "leading" timesteps
 (n = 50 starts at t = 980, not 999); deis and pndm end at the noise level of timestep 0 (sigma ~ 0.01 for linear
 betas), not at sigma = 0; the non-karras multistep peers space their timesteps uniformly in t, so their last steps keep
 a fixed log-SNR length and their error does not shrink like h^p as NFE grows (the karras variants do). dpmpp_3m is
@@ -53,8 +54,8 @@ class _Peer:
 
 
 _PEERS: dict[str, _Peer] = {
-    "ddim": _Peer("DDIMScheduler", "step", sigma_table=False),  # eta = 0 (step's default)
-    "ddpm": _Peer("DDPMScheduler", "step", stochastic=True, sigma_table=False),
+    "ddim": _Peer("DDIMScheduler", "step", sigma_table=False, options={"clip_sample": False}),  # eta = 0
+    "ddpm": _Peer("DDPMScheduler", "step", stochastic=True, sigma_table=False, options={"clip_sample": False}),
     "euler": _Peer("EulerDiscreteScheduler", "step"),
     "euler_ancestral": _Peer("EulerAncestralDiscreteScheduler", "step", stochastic=True),
     "heun": _Peer("HeunDiscreteScheduler", "two_stage"),
@@ -128,6 +129,11 @@ def _check_inputs(name: str, steps: int, betas: Tensor, x_T: Tensor) -> None:
     most = len(betas) - _PEERS[name].spare
     if steps > most:
         raise UserError(f"peer sampler {name!r} takes at most {most} steps with T={len(betas)}, asked for {steps}")
+
+
+def require_diffusers() -> None:
+    """Fail early, in one line, when diffusers is missing."""
+    _diffusers()
 
 
 def _diffusers() -> Any:

@@ -22,10 +22,11 @@ def langevin_step(x: Tensor, score: Tensor, step: Tensor, z: Tensor) -> Tensor:
     return x + step * score + torch.sqrt(2 * step) * z
 
 
-def snr_step(score: Tensor, z: Tensor, snr: float) -> Tensor:
-    """Step e = 2 (snr |z| / |score|)^2 per sample (Song et al. 2021, Algorithm 5), shaped to broadcast."""
-    ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1).clamp_min(1e-30)
-    return (2 * (snr * ratio) ** 2).reshape(-1, *([1] * (z.ndim - 1)))
+def snr_step(schedule: Schedule, t: Tensor, snr: float, like: Tensor) -> Tensor:
+    """Step e = 2 (snr sigma_t)^2: Song et al.'s 2 (snr |z| / |score|)^2 with |score| ~ |z| / sigma_t, its value where
+    noise dominates; taken from the schedule rather than per sample, so a sample sitting on a mode (score ~ 0) cannot
+    get an unbounded step, and no sample's step depends on its batch."""
+    return scalar(2 * (snr * schedule.sigma(t)) ** 2, like)
 
 
 def _check(snr: float, steps: int, what: str) -> None:
@@ -44,9 +45,9 @@ def sample_predictor_corrector(
     walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
     for _, t, s, pred in walk:
         x = reverse_sde_step(schedule, t, s, walk.x, pred.score, noise.randn_like(walk.x))
+        step = snr_step(schedule, s, snr, x)
         for _ in range(corrector_steps):
-            score, z = walk.denoise(x, s).score, noise.randn_like(x)
-            x = langevin_step(x, score, snr_step(score, z, snr), z)
+            x = langevin_step(x, walk.denoise(x, s).score, step, noise.randn_like(x))
         walk.x = x
     return walk.x
 
@@ -55,15 +56,14 @@ def sample_predictor_corrector(
 def sample_annealed_langevin(
     denoiser: Denoiser, x_T: Tensor, schedule: Schedule, grid: Tensor, *, noise: NoiseSource,
     cond: Condition = None, clip: Optional[tuple[float, float]] = None, callback: Optional[StepCallback] = None,
-    snr: float = 0.1, langevin_steps: int = 2,
+    snr: float = 0.3, langevin_steps: int = 2,
 ) -> Tensor:
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1): `langevin_steps` steps of size
     e_i = 2 (snr sigma_i)^2 (their eps sigma_i^2 / sigma_L^2) at each grid level above t_min, then the final denoising step."""
     _check(snr, langevin_steps, "annealed Langevin dynamics")
     walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
     for _, t, _, pred in walk:
-        step = scalar(2 * (snr * schedule.sigma(t)) ** 2, walk.x)
-        x = walk.x
+        step, x = snr_step(schedule, t, snr, walk.x), walk.x
         for k in range(langevin_steps):
             p: Prediction = pred if k == 0 else walk.denoise(x, t)
             x = langevin_step(x, p.score, step, noise.randn_like(x))

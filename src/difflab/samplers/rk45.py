@@ -7,9 +7,8 @@ import torch
 from torch import Tensor
 
 from difflab.errors import UserError
-from difflab.prediction import Condition, Denoiser
+from difflab.prediction import Condition, Denoiser, Prediction
 from difflab.samplers.noise import NoiseSource
-from difflab.samplers.ode import pf_ode_velocity
 from difflab.samplers.walk import GridWalk, StepCallback
 from difflab.schedules.base import Schedule
 
@@ -53,24 +52,45 @@ def dopri5(fn: Callable[[Tensor, Tensor], Tensor], y: Tensor, t0: float, t1: flo
     raise UserError(f"RK45 did not reach t = {t1} in {max_steps} steps (stiff or diverging); loosen rtol/atol")
 
 
+def flow_in_log_sigma(evaluate: Callable[[Tensor, Tensor], Prediction], schedule: Schedule):
+    """The probability-flow ODE in u = log sigma~ for y = x / alpha: dy/du = y - x0_hat(alpha y, t(u)).
+
+    Smooth in u for every schedule (a discrete table's kinks in t disappear), so an adaptive solver takes few steps.
+    `evaluate(x, t)` is one network evaluation at a scalar time t. Returns (velocity(u, y), t_of_u).
+    """
+    def t_of_u(u: Tensor) -> Tensor:
+        return schedule.t_of_log_snr(-2 * u)
+
+    def velocity(u: Tensor, y: Tensor) -> Tensor:
+        t = t_of_u(u)
+        a = schedule.alpha(t).to(y.dtype)
+        return y - evaluate(a * y, t).x0
+
+    return velocity, t_of_u
+
+
+def log_sigma_tilde(schedule: Schedule, t: float) -> float:
+    """u = log(sigma / alpha) = -lambda / 2 at time t."""
+    return float(-0.5 * schedule.log_snr(torch.tensor(t, dtype=torch.float64)))
+
+
 @torch.no_grad()
 def sample_rk45(
     denoiser: Denoiser, x_T: Tensor, schedule: Schedule, grid: Tensor, *, noise: Optional[NoiseSource] = None,
     cond: Condition = None, clip: Optional[tuple[float, float]] = None, callback: Optional[StepCallback] = None,
     rtol: float = 1e-5, atol: float = 1e-5,
 ) -> Tensor:
-    """The probability-flow ODE by adaptive RK45 from the grid's first time to its last time above 0 (then the final
-    denoising step if the grid ends at 0); the grid's inner times are not used, the tolerances set the cost."""
+    """The probability-flow ODE by adaptive RK45 in u = log sigma~, from the grid's first time to its last time above 0,
+    then the final denoising step if the grid ends at 0; inner grid times are not used: the tolerances set the cost."""
     walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
     g = walk.grid
-    t_end = float(g[-2]) if g[-1] == 0 else float(g[-1])
-
-    def velocity(t: Tensor, x: Tensor) -> Tensor:
-        return pf_ode_velocity(schedule, t, x, walk.denoise(x, t))
-
-    if t_end < float(g[0]):
-        walk.x, _ = dopri5(velocity, x_T, float(g[0]), t_end, rtol=rtol, atol=atol)
+    t0, t_end = float(g[0]), float(g[-2]) if g[-1] == 0 else float(g[-1])
+    velocity, _ = flow_in_log_sigma(walk.denoise, schedule)
+    if t_end < t0:
+        a0 = schedule.alpha(torch.tensor(t0, dtype=torch.float64)).to(x_T.dtype)
+        y, _ = dopri5(velocity, x_T / a0, log_sigma_tilde(schedule, t0), log_sigma_tilde(schedule, t_end),
+                      rtol=rtol, atol=atol)
+        walk.x = schedule.alpha(torch.tensor(t_end, dtype=torch.float64)).to(y.dtype) * y
     if g[-1] == 0:
         walk.x = walk.denoise(walk.x, g[-2]).x0  # the final denoising step
     return walk.x
-

@@ -32,11 +32,22 @@ def uniform_grid(schedule: Schedule, steps: int) -> Tensor:
     return _finish(torch.linspace(1.0, schedule.t_min, _check(steps), dtype=torch.float64))
 
 
-def log_snr_grid(schedule: Schedule, steps: int) -> Tensor:
-    """lambda(t) uniform from lambda(1) to lambda(t_min), then 0 (DPM-Solver's choice)."""
+def log_snr_grid(schedule: Schedule, steps: int, lambda_range: tuple[float, float] | None = None) -> Tensor:
+    """lambda(t) uniform from lambda(1) to lambda(t_min), then 0 (DPM-Solver's choice).
+
+    With lambda_range (lo, hi) the uniform part spans [max(lo, lambda(1)), min(hi, lambda(t_min))] after a first
+    jump from t = 1: for data of unit scale nothing happens below lambda ~ -5, and steps are better spent inside.
+    """
     ends = schedule.log_snr(torch.tensor([1.0, schedule.t_min], dtype=torch.float64))
-    lam = torch.linspace(float(ends[0]), float(ends[1]), _check(steps), dtype=torch.float64)
-    return _finish(_pin(schedule.t_of_log_snr(lam), schedule))
+    if lambda_range is None:
+        lam = torch.linspace(float(ends[0]), float(ends[1]), _check(steps), dtype=torch.float64)
+        return _finish(_pin(schedule.t_of_log_snr(lam), schedule))
+    lo, hi = max(lambda_range[0], float(ends[0])), min(lambda_range[1], float(ends[1]))
+    if not lo < hi or _check(steps) < 2:
+        raise UserError(f"lambda_range {lambda_range} leaves no room inside the schedule's log-SNR range "
+                        f"{float(ends[0]):.2f}..{float(ends[1]):.2f}, or steps < 2")
+    inner = schedule.t_of_log_snr(torch.linspace(lo, hi, steps - 1, dtype=torch.float64))
+    return _finish(torch.cat([torch.ones(1, dtype=torch.float64), inner.clamp(max=1 - 1e-9)]))
 
 
 def karras_grid(schedule: Schedule, steps: int, rho: float = 7.0) -> Tensor:
@@ -49,7 +60,8 @@ def karras_grid(schedule: Schedule, steps: int, rho: float = 7.0) -> Tensor:
     return _finish(_pin(schedule.t_of_log_snr(-2 * torch.log(s)), schedule))
 
 
-def make_grid(name: str, schedule: Schedule, steps: int, rho: float = 7.0) -> Tensor:
+def make_grid(name: str, schedule: Schedule, steps: int, rho: float = 7.0,
+              lambda_range: tuple[float, float] | None = None) -> Tensor:
     """The named grid of `steps` intervals; 'discrete' strides a discrete schedule's T steps (Algorithm 2)."""
     if name == "discrete":
         T = getattr(schedule, "T", None)
@@ -61,7 +73,7 @@ def make_grid(name: str, schedule: Schedule, steps: int, rho: float = 7.0) -> Te
     if name == "uniform":
         return uniform_grid(schedule, steps)
     if name == "logsnr":
-        return log_snr_grid(schedule, steps)
+        return log_snr_grid(schedule, steps, lambda_range)
     raise UserError(f"grid must be one of {GRIDS}, got {name!r}")
 
 
