@@ -62,7 +62,11 @@ class SampleConfig:
     """Algorithm 2: how many samples, on how many steps, with which variance."""
 
     num_samples: int = 64  # images to generate
-    steps: int = 0  # ancestral steps on an evenly strided grid (0 = all T)
+    sampler: str = "ancestral"  # ancestral, ddim, euler_maruyama, pc, langevin, heun, rk45, dpmpp_2m, dpmpp_3m, edm
+    grid: str = "auto"  # time grid: uniform, karras, logsnr, discrete, or auto (the sampler's usual one)
+    steps: int = 0  # grid intervals (0 = all T on a discrete schedule, 100 otherwise)
+    nfe: int = 0  # network evaluations per sample; sets steps for the sampler (0 = use steps)
+    eta: float = 0.0  # ddim: 0 deterministic, 1 ancestral
     variance: str = "auto"  # sigma_t^2: posterior, beta, learned, or auto (learned if trained, else posterior)
     clip: bool = True  # clip predicted x0 to [-1, 1] (images only; 2-D data is never clipped)
     use_ema: bool = True  # sample from the EMA weights
@@ -72,8 +76,14 @@ class SampleConfig:
     def __post_init__(self) -> None:
         if self.variance not in VARIANCES + ("auto",):
             raise UserError(f"sample.variance must be auto or one of {VARIANCES}, got {self.variance!r}")
+        from difflab.samplers.registry import get_sampler
+        from difflab.schedules.grids import GRIDS
+
+        get_sampler(self.sampler)
+        if self.grid not in GRIDS + ("auto",):
+            raise UserError(f"sample.grid must be auto or one of {GRIDS}, got {self.grid!r}")
         _positive(self, "num_samples", "batch_size")
-        _nonnegative(self, "steps")
+        _nonnegative(self, "steps", "nfe", "eta")
 
 
 @dataclass(frozen=True)

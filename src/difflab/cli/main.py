@@ -14,6 +14,8 @@ EPILOG = """examples:
   difflab train --config my.yaml --set train.lr=1e-3 --set unet.base_channels=64
   difflab train --out runs/mnist --resume        # continue where the checkpoint stopped
   difflab sample --run runs/mnist --num 64 --steps 250
+  difflab sample --run runs/mnist --sampler dpmpp_3m --nfe 20   # any sampler, any grid (--grid karras)
+  difflab bench samplers                        # every sampler against exact scores, vs diffusers
   difflab eval nll --checkpoint runs/mnist       # the ELBO term by term, bits/dim on the test split
 """
 
@@ -56,13 +58,19 @@ def make_parser() -> Parser:
                    help="after training, draw N samples (default: sample.num_samples; 0: none)")
     _common(t)
 
-    s = sub.add_parser("sample", help="draw samples (Algorithm 2) from a trained run",
-                       description="Ancestral sampling from a run folder's checkpoint; writes NAME.png and NAME.npz.")
+    s = sub.add_parser("sample", help="draw samples from a trained run (Algorithm 2 or any other sampler)",
+                       description="Sample from a run folder's checkpoint with Algorithm 2 or any sampler on any time "
+                                   "grid; writes NAME.png and NAME.npz.")
     s.add_argument("--run", required=True, help="run folder (or its checkpoint.safetensors)")
     s.add_argument("--out", help="output folder (default: the run folder)")
     s.add_argument("--name", default="samples", help="output file stem (default: samples)")
     s.add_argument("--num", type=int, help="number of samples (sets sample.num_samples)")
-    s.add_argument("--steps", type=int, help="ancestral steps, 1..T (sets sample.steps; 0 = T)")
+    s.add_argument("--sampler", help="ancestral (default), ddim, euler_maruyama, pc, langevin, heun, rk45, dpmpp_2m, "
+                                     "dpmpp_3m, edm (sets sample.sampler)")
+    s.add_argument("--grid", help="time grid: uniform, karras, logsnr, discrete (default: the sampler's usual one)")
+    s.add_argument("--nfe", type=int, help="network evaluations per sample; sets the grid size (sets sample.nfe)")
+    s.add_argument("--eta", type=float, help="ddim: 0 deterministic .. 1 ancestral (sets sample.eta)")
+    s.add_argument("--steps", type=int, help="grid intervals; 1..T on a discrete schedule (sets sample.steps; 0 = T)")
     s.add_argument("--seed", type=int, help="sample k uses noise stream (seed, k) (sets sample.seed)")
     s.add_argument("--variance", choices=["posterior", "beta"], help="sigma_t^2 of Algorithm 2")
     s.add_argument("--no-clip", action="store_true", help="do not clip predicted x0 to [-1, 1]")
@@ -89,8 +97,11 @@ def make_parser() -> Parser:
     n.add_argument("--checkpoint", required=True, help="run folder or its checkpoint.safetensors")
     n.add_argument("--split", default="test", help="MNIST split (default: test); other data use their own")
     n.add_argument("--num-images", type=int, default=256, help="images to evaluate (default: 256)")
-    n.add_argument("--method", choices=["importance", "exact"], default="importance",
-                   help="importance: num-t sampled steps per image (unbiased); exact: all T steps")
+    n.add_argument("--method", choices=["importance", "exact", "ode"], default="importance",
+                   help="importance: the ELBO with num-t sampled steps per image (unbiased); exact: the ELBO over all T "
+                        "steps; ode: the exact likelihood by the probability-flow ODE (any schedule)")
+    n.add_argument("--exact-trace", action="store_true", help="ode: exact divergence (D backward passes; small D)")
+    n.add_argument("--rtol", type=float, default=1e-5, help="ode: RK45 relative and absolute tolerance (default 1e-5)")
     n.add_argument("--num-t", type=int, default=64, help="steps drawn per image for --method importance")
     n.add_argument("--variance", choices=["posterior", "beta", "learned"], help="reverse variance (default: the run's)")
     n.add_argument("--seed", type=int, default=0, help="seeds the draws of t and x_t (default: 0)")
@@ -199,9 +210,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     sc = run.cfg.sample
     changes = {k: v for k, v in {"num_samples": args.num, "steps": args.steps, "seed": args.seed,
-                                 "variance": args.variance}.items() if v is not None}
+                                 "variance": args.variance, "sampler": args.sampler, "grid": args.grid,
+                                 "nfe": args.nfe, "eta": args.eta}.items() if v is not None}
     sc = replace(sc, **changes, clip=sc.clip and not args.no_clip, use_ema=sc.use_ema and not args.live)
-    if sc.steps > run.cfg.schedule.T:
+    if run.cfg.schedule.discrete and sc.steps > run.cfg.schedule.T:
         raise UserError(f"--steps must be at most T = {run.cfg.schedule.T}, got {sc.steps}")
     out = args.out or (args.run if Path(args.run).is_dir() else str(Path(args.run).parent))
     sample_run(run, out, sc, name=args.name, log=_log(args), progress=not args.quiet)
@@ -214,6 +226,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or args.num_t < 2:
         raise UserError("--batch-size must be at least 1 and --num-t at least 2")
+    if args.method == "ode":
+        from difflab.eval.likelihood import evaluate_ode_nll
+
+        if args.rtol <= 0:
+            raise UserError(f"--rtol must be positive, got {args.rtol}")
+        print(evaluate_ode_nll(load_run(args.checkpoint), split=args.split, num_images=args.num_images,
+                               exact_trace=args.exact_trace, rtol=args.rtol, atol=args.rtol, seed=args.seed,
+                               batch_size=args.batch_size, log=_log(args), progress=not args.quiet).table())
+        return 0
     rep = evaluate_nll(load_run(args.checkpoint), split=args.split, num_images=args.num_images, method=args.method,
                        num_t=args.num_t, variance=args.variance, seed=args.seed, batch_size=args.batch_size,
                        log=_log(args), progress=not args.quiet)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -46,8 +46,12 @@ def divergence(v: Tensor, y: Tensor, probe: Optional[Tensor]) -> Tensor:
 
 def ode_log_likelihood(denoiser: Denoiser, schedule: Schedule, x: Tensor, *, cond: Condition = None,
                        exact_trace: bool = False, rtol: float = 1e-5, atol: float = 1e-5, t_min: float | None = None,
-                       generator: torch.Generator | None = None) -> ODELikelihood:
-    """log p(x) under the model's probability-flow ODE, integrated from t_min to 1 by adaptive RK45 (float64 state)."""
+                       generator: torch.Generator | None = None,
+                       prior: Optional[Callable[[Tensor], Tensor]] = None) -> ODELikelihood:
+    """log p(x) under the model's probability-flow ODE, integrated from t_min to 1 by adaptive RK45 (float64 state).
+
+    `prior(x_1)` -> (B,) log-density at t = 1; default the schedule's N(0, prior_std^2 I).
+    """
     t0 = schedule.t_min if t_min is None else t_min
     if not 0 < t0 < 1:
         raise UserError(f"t_min must be in (0, 1), got {t0}")
@@ -75,8 +79,8 @@ def ode_log_likelihood(denoiser: Denoiser, schedule: Schedule, x: Tensor, *, con
     state0 = torch.cat([y0.flatten(1), torch.zeros(len(x), 1, dtype=torch.float64, device=x.device)], 1)
     end, _ = dopri5(augmented, state0, log_sigma_tilde(schedule, t0), log_sigma_tilde(schedule, 1.0), rtol=rtol, atol=atol)
     y1, delta = end[:, :D], end[:, D]
-    prior = schedule.prior_log_prob(a(1.0) * y1) + D * math.log(a(1.0))
-    return ODELikelihood(prior + delta - D * math.log(a(t0)), prior, delta, calls[0])
+    end_lp = (prior or schedule.prior_log_prob)(a(1.0) * y1) + D * math.log(a(1.0))
+    return ODELikelihood(end_lp + delta - D * math.log(a(t0)), end_lp, delta, calls[0])
 
 
 def dequantize(x: Tensor, generator: torch.Generator | None = None, bins: int = 256) -> Tensor:

@@ -24,7 +24,7 @@ def sample_ddim(
     schedule: Schedule,
     grid: Tensor,
     *,
-    noise: NoiseSource,
+    noise: Optional[NoiseSource] = None,
     cond: Condition = None,
     eta: float = 0.0,
     clip: Optional[tuple[float, float]] = None,
@@ -33,6 +33,8 @@ def sample_ddim(
     """One network evaluation per grid interval; returns x at the grid's last time."""
     if eta < 0:
         raise UserError(f"DDIM eta must be >= 0, got {eta}")
+    if eta > 0 and noise is None:
+        raise UserError("DDIM with eta > 0 draws noise: pass noise=NoiseSource(...)")
     walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
     for i, t, s, pred in walk:
         a_t, a_s, s_t, s_s = schedule.alpha(t), schedule.alpha(s), schedule.sigma(t), schedule.sigma(s)

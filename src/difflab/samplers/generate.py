@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 
 from difflab.prediction import Denoiser
-from difflab.samplers.ancestral import StepCallback, sample_ancestral
+from difflab.samplers.ancestral import sample_ancestral
+from difflab.samplers.walk import StepCallback
 from difflab.samplers.noise import NoiseSource
 from difflab.schedules.base import Schedule
 
@@ -25,9 +26,10 @@ def generate(
     device: torch.device | str = "cpu",
     on_step: Optional[Callable[[], None]] = None,
     callback: Optional[StepCallback] = None,
+    sampler: Callable[..., Tensor] = sample_ancestral,
     **sampler_kwargs,
 ) -> Tensor:
-    """(n, *shape) samples by ancestral sampling (Algorithm 2); x_T and every z come from per-sample streams."""
+    """(n, *shape) samples by any sampler (default Algorithm 2); x_T and every z come from per-sample streams."""
     out = []
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
@@ -41,6 +43,6 @@ def generate(
             if on_step is not None:
                 on_step()
 
-        out.append(sample_ancestral(denoiser, x_T, schedule, grid, noise=noise, cond=cond, callback=cb,
+        out.append(sampler(denoiser, x_T, schedule, grid, noise=noise, cond=cond, callback=cb,
                                     **sampler_kwargs).cpu())
     return torch.cat(out)

@@ -59,13 +59,15 @@ def sample_annealed_langevin(
     snr: float = 0.3, langevin_steps: int = 2,
 ) -> Tensor:
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1): `langevin_steps` steps of size
-    e_i = 2 (snr sigma_i)^2 (their eps sigma_i^2 / sigma_L^2) at each grid level above t_min, then the final denoising step."""
+    e_i = 2 (snr sigma_i)^2 (their eps sigma_i^2 / sigma_L^2) at each grid level above t_min, then the final denoising
+    step. Their algorithm lives in the VE view y = x / alpha, where levels differ by noise only; here x is carried to
+    the next level by alpha_s / alpha_t, which is that view for any schedule (a no-op for VE and EDM)."""
     _check(snr, langevin_steps, "annealed Langevin dynamics")
     walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
-    for _, t, _, pred in walk:
+    for _, t, s, pred in walk:
         step, x = snr_step(schedule, t, snr, walk.x), walk.x
         for k in range(langevin_steps):
             p: Prediction = pred if k == 0 else walk.denoise(x, t)
             x = langevin_step(x, p.score, step, noise.randn_like(x))
-        walk.x = x
+        walk.x = scalar(schedule.alpha(s) / schedule.alpha(t), x) * x  # same y = x / alpha at the next level
     return walk.x

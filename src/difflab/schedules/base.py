@@ -20,8 +20,11 @@ def _derivative(fn: Callable[[Tensor], Tensor], t: Tensor) -> Tensor:
     t = torch.as_tensor(t, dtype=torch.float64)
     with torch.enable_grad():
         tt = t.detach().clone().requires_grad_(True)
-        (d,) = torch.autograd.grad(fn(tt).sum(), tt)
-    return d
+        y = fn(tt)
+        if not y.requires_grad:  # constant in t (alpha = 1 of VE / EDM)
+            return torch.zeros_like(tt.detach())
+        (d,) = torch.autograd.grad(y.sum(), tt, allow_unused=True)
+    return torch.zeros_like(tt.detach()) if d is None else d
 
 
 class Schedule(ABC):

@@ -1,0 +1,163 @@
+"""Continuous-time schedules, grids and every sampler, checked against exact answers."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from difflab.data.toy import GaussianMixture, eight_mode_ring
+from difflab.errors import UserError
+from difflab.eval.exact import MixtureDenoiser
+from difflab.samplers import SAMPLERS, CountingDenoiser, NoiseSource
+from difflab.schedules import EDM, VE, DiscreteSchedule, SubVP, VPLinear, cosine_betas, linear_betas
+from difflab.schedules.grids import GRIDS, check_grid, make_grid
+
+T64 = torch.float64
+ALL = {"vp": VPLinear(), "subvp": SubVP(), "ve": VE(), "edm": EDM(), "linear": DiscreteSchedule(linear_betas(1000)),
+       "cosine": DiscreteSchedule(cosine_betas(1000))}
+
+
+def test_sde_coefficients_match_their_closed_forms():
+    t = torch.linspace(0.05, 1, 20, dtype=T64)
+    beta = 0.1 + t * 19.9
+    B = 0.1 * t + 0.5 * 19.9 * t**2
+    vp, sub, ve = VPLinear(), SubVP(), VE()
+    assert torch.allclose(vp.f(t), -beta / 2) and torch.allclose(vp.g2(t), beta)  # the seed's VP SDE
+    assert torch.allclose(sub.f(t), -beta / 2) and torch.allclose(sub.g2(t), beta * (1 - torch.exp(-2 * B)))
+    r = 50 / 0.01
+    assert torch.allclose(ve.f(t), torch.zeros_like(t), atol=1e-12)
+    assert torch.allclose(ve.g2(t), 0.01**2 * 2 * math.log(r) * r ** (2 * t))  # d sigma^2 / dt
+    assert torch.allclose(EDM().g2(t), 2 * 80.0**2 * t)
+    d = DiscreteSchedule(linear_betas(1000))  # beta(t) of the table: T * beta_t (the seed's beta(t) Delta_t)
+    assert torch.allclose(d.g2(torch.tensor([0.5004], dtype=T64)), -1000 * torch.log(1 - d.betas[501:502]), rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_marginals_solve_the_forward_sde_and_invert(name):
+    s = ALL[name]
+    t = torch.linspace(s.t_min, 0.99, 50, dtype=T64) + 3.7e-4  # off the knots i / T of a discrete table
+    h = 1e-7  # d sigma^2 / dt = 2 f sigma^2 + g^2 and d log alpha / dt = f, by central differences
+    dsig2 = (s.sigma(t + h) ** 2 - s.sigma(t - h) ** 2) / (2 * h)
+    assert torch.allclose(dsig2, 2 * s.f(t) * s.sigma(t) ** 2 + s.g2(t), rtol=1e-4)
+    assert torch.allclose(s.t_of_log_snr(s.log_snr(t)), t, atol=1e-9)
+    assert float(s.sigma(torch.zeros((), dtype=T64))) == 0.0 and float(s.alpha(torch.zeros((), dtype=T64))) == 1.0
+
+
+@pytest.mark.parametrize("grid", [g for g in GRIDS if g != "discrete"])
+@pytest.mark.parametrize("name", ["vp", "ve", "cosine"])
+def test_grids_run_from_one_to_zero_through_t_min(grid, name):
+    s = ALL[name]
+    g = make_grid(grid, s, 12)
+    assert len(g) == 13 and g[0] == 1 and g[-1] == 0 and abs(float(g[-2]) - s.t_min) < 1e-9
+    check_grid(g)
+
+
+def test_bad_grids_and_budgets_are_refused_in_one_line():
+    s, den, x = ALL["linear"], MixtureDenoiser(eight_mode_ring(), ALL["linear"]), torch.zeros(3, 2, dtype=T64)
+    for bad in ([0.0, 0.5, 1.0], [1.0, 0.5, 0.5, 0.0], [1.2, 0.0], [1.0]):
+        with pytest.raises(UserError, match="grid"):
+            SAMPLERS["dpmpp_2m"].fn(den, x, s, torch.tensor(bad))
+    with pytest.raises(UserError, match="at least 3 network evaluations"):
+        SAMPLERS["heun"].steps_for_nfe("heun", 2)
+    with pytest.raises(UserError, match="at least 2"):
+        SAMPLERS["dpmpp_3m"].steps_for_nfe("dpmpp_3m", 1)
+    with pytest.raises(UserError, match="sampler must be one of"):
+        from difflab.samplers import get_sampler
+        get_sampler("euler_a")
+
+
+@pytest.mark.parametrize("name", [n for n in SAMPLERS if n != "rk45"])
+def test_nfe_is_what_the_cost_model_says(name):
+    s = ALL["vp"]
+    spec = SAMPLERS[name]
+    den = CountingDenoiser(MixtureDenoiser(eight_mode_ring(), s))
+    steps = spec.steps_for_nfe(name, 9)
+    noise = NoiseSource.for_indices(0, range(4))
+    spec.fn(den, noise.randn((2,), T64), s, make_grid("uniform", s, steps), noise=noise)
+    assert den.nfe == spec.nfe(steps) <= 9
+
+
+def _gaussian(s: float = 0.5, m: float = 0.7, D: int = 2) -> GaussianMixture:
+    return GaussianMixture(torch.ones(1), torch.full((1, D), m), (s**2) * torch.eye(D)[None])
+
+
+def _exact_flow(x_T: torch.Tensor, schedule, s: float = 0.5, m: float = 0.7) -> torch.Tensor:
+    """For Gaussian data the flow keeps z = (x_t - alpha m) / sqrt(alpha^2 s^2 + sigma^2): x_0 = m + s z."""
+    one = torch.ones((), dtype=T64)
+    a, sig = schedule.alpha(one), schedule.sigma(one)
+    return m + s * (x_T - a * m) / torch.sqrt(a**2 * s**2 + sig**2)
+
+
+@pytest.mark.parametrize("name,grid,order", [("ddim", "logsnr", 1), ("heun", "uniform", 2), ("edm", "logsnr", 2),
+                                             ("dpmpp_2m", "logsnr", 2), ("dpmpp_3m", "logsnr", 3)])
+def test_deterministic_samplers_converge_with_their_order(name, grid, order):
+    """Error against the closed-form flow of Gaussian data at NFE N and 4N: slope = the method's order."""
+    s = VPLinear(t_min=1e-6)  # the final denoising step's error (~ sigma(t_min)^2) stays below the solver's
+    x_T = NoiseSource.for_indices(0, range(64)).randn((2,), T64)
+    den = MixtureDenoiser(_gaussian(), s)
+    exact = _exact_flow(x_T, s)
+    spec = SAMPLERS[name]
+    errs = []
+    for nfe in (41, 161):
+        x = spec.fn(den, x_T, s, make_grid(grid, s, spec.steps_for_nfe(name, nfe)))
+        errs.append(float((x - exact).square().mean().sqrt()))
+    slope = math.log(errs[0] / errs[1]) / math.log(4)
+    print(f"{name}: errors {errs}, order {slope:.2f}")
+    assert order - 0.35 < slope < order + 1.5 and errs[1] < 0.01  # measured: 0.97, 1.88, 2.10, 1.98, 4.1
+
+
+def test_euler_maruyama_is_first_order_in_distribution():
+    """Sample variance error of Gaussian data at 16 and 64 steps: falls like 1 / steps."""
+    s, g = VPLinear(), _gaussian(D=1)
+    den = MixtureDenoiser(g, s)
+    errs = []
+    for steps in (16, 64):
+        x_T = torch.randn(40000, 1, generator=torch.Generator().manual_seed(1), dtype=T64)
+        noise = _BatchNoise(torch.Generator().manual_seed(2))
+        x = SAMPLERS["euler_maruyama"].fn(den, x_T, s, make_grid("uniform", s, steps), noise=noise)
+        errs.append(abs(float(x.var()) - 0.25))
+    ratio = errs[0] / errs[1]
+    print(f"EM variance errors {errs}, ratio {ratio:.2f}")
+    assert 2.0 < ratio < 8.0
+
+
+class _BatchNoise:
+    """A plain batch generator (the per-sample streams are tested elsewhere; this keeps 40,000 samples cheap)."""
+
+    def __init__(self, g: torch.Generator):
+        self.g = g
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.randn(x.shape, generator=self.g, dtype=x.dtype)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "vp"])
+def test_every_sampler_on_the_exact_mixture_reaches_the_modes(schedule):
+    """Exact score, 2-D ring of unequal weights: every sampler at ~100 NFE (annealed Langevin: 1000) puts the right
+    mass on every mode."""
+    s, gmm = ALL[schedule], eight_mode_ring()
+    n = 2000
+    for name, spec in SAMPLERS.items():
+        noise = NoiseSource.for_indices(3, range(n))
+        x_T = noise.randn((2,), T64)
+        kind = "uniform" if spec.default_grid == "discrete" and schedule == "vp" else spec.default_grid
+        grid = make_grid("uniform", s, 2) if name == "rk45" else make_grid(kind, s, spec.steps_for_nfe(name, 1000 if name == "langevin" else 100))
+        x = spec.fn(MixtureDenoiser(gmm, s), x_T, s, grid, noise=noise)
+        assert torch.isfinite(x).all(), name
+        d = torch.cdist(x, gmm.means)
+        tv = 0.5 * (torch.bincount(d.argmin(1), minlength=8).double() / n - gmm.weights).abs().sum().item()
+        on_mode = (d.min(1).values < 3 * 0.2).double().mean().item()
+        print(f"{schedule} {name}: TV {tv:.3f}, on-mode {on_mode:.3f}")
+        assert tv < 0.06 and on_mode > 0.9, name
+
+
+def test_results_do_not_depend_on_the_batch():
+    s, den = ALL["vp"], MixtureDenoiser(eight_mode_ring(), ALL["vp"])
+    g = make_grid("uniform", s, 20)
+    for name in ("pc", "euler_maruyama", "langevin"):
+        full = NoiseSource.for_indices(5, range(6))
+        a = SAMPLERS[name].fn(den, full.randn((2,), T64), s, g, noise=full)
+        part = NoiseSource.for_indices(5, range(3, 6))
+        b = SAMPLERS[name].fn(den, part.randn((2,), T64), s, g, noise=part)
+        assert torch.allclose(a[3:], b, atol=1e-12), name
