@@ -8,7 +8,7 @@ MINUTES ?= 8
 THREADS ?= 2
 export DIFFLAB_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test setup bench bench-samplers clean
 
 $(BIN)/.ready: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: setup  ## the test suite on 2 workers
 bench: setup  ## difflab vs diffusers on MNIST, same wall-clock (installs diffusers into .venv)
 	$(BIN)/pip install -q -c bench/constraints.txt -r bench/requirements.txt
 	$(BIN)/python bench/mnist_vs_diffusers.py
+
+bench-samplers: setup  ## every sampler against exact scores (2-D / 64-D mixtures), difflab vs diffusers
+	$(BIN)/pip install -q -c bench/constraints.txt -r bench/requirements.txt
+	OMP_NUM_THREADS=1 $(BIN)/difflab bench samplers --out runs/bench_samplers
 
 clean:
 	rm -rf $(VENV) runs .cache

@@ -134,3 +134,31 @@ def test_help_texts():
     for cmd in ([], ["train"], ["sample"], ["demo"]):
         p = subprocess.run([sys.executable, "-m", "difflab", *cmd, "--help"], capture_output=True, text=True)
         assert p.returncode == 0 and "usage: difflab" in p.stdout
+
+
+def test_continuous_time_run_samplers_ode_likelihood_and_bench(tmp_path):
+    """A VP-SDE run trained by DSM, sampled by named samplers, its exact likelihood, and the sampler bench."""
+    p = difflab("train", *TINY_TOY, "--set", "schedule.kind=vp", "--out", "vp", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    for sampler, extra in (("dpmpp_3m", ["--nfe", "10"]), ("edm", ["--nfe", "9", "--grid", "karras"]),
+                           ("pc", ["--steps", "6"]), ("ddim", ["--nfe", "5", "--eta", "1"])):
+        p = difflab("sample", "--run", "vp", "--sampler", sampler, *extra, "--num", "8", "--name", sampler, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        assert np.load(tmp_path / "vp" / f"{sampler}.npz")["samples"].shape == (8, 2)
+    p = difflab("eval", "nll", "--checkpoint", "vp", "--method", "ode", "--exact-trace", "--num-images", "16",
+                "--rtol", "1e-3", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "probability-flow ODE likelihood on 16" in p.stdout and "bits/dim" in p.stdout
+    assert_one_line_error(difflab("eval", "nll", "--checkpoint", "vp", cwd=tmp_path), "discrete schedule", "--method ode")
+    assert_one_line_error(difflab("sample", "--run", "vp", "--sampler", "heun", "--nfe", "2", cwd=tmp_path),
+                          "at least 3 network evaluations")
+    assert_one_line_error(difflab("sample", "--run", "vp", "--grid", "discrete", cwd=tmp_path), "discrete schedule")
+    assert_one_line_error(difflab("sample", "--run", "vp", "--sampler", "euler_a", cwd=tmp_path), "sampler must be one of")
+    assert_one_line_error(difflab("train", "--data", "gmm", "--set", "arch=mlp", "--set", "schedule.kind=ve",
+                                  "--set", "train.objective=elbo", "--out", "x", cwd=tmp_path), "discrete schedule")
+    p = difflab("bench", "samplers", "--no-peers", "--nfe", "5", "10", "--samples", "40", "10", "--mixtures", "2d",
+                "--schedules", "linear", "--out", "b", "--quiet", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    for f in ("bench.md", "bench.json", "bench.png"):
+        assert (tmp_path / "b" / f).is_file(), f
+    assert "dpmpp_3m@logsnr" in (tmp_path / "b" / "bench.md").read_text()

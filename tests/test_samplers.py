@@ -161,3 +161,15 @@ def test_results_do_not_depend_on_the_batch():
         part = NoiseSource.for_indices(5, range(3, 6))
         b = SAMPLERS[name].fn(den, part.randn((2,), T64), s, g, noise=part)
         assert torch.allclose(a[3:], b, atol=1e-12), name
+
+
+def test_exact_mixture_denoiser_is_tweedie_of_the_diffused_density():
+    """E[x0 | x_t] = (x_t + sigma^2 grad log p_t(x_t)) / alpha, the gradient by autograd of the diffused mixture."""
+    gmm = mixture = eight_mode_ring()
+    s = ALL["cosine"]
+    t = torch.tensor(0.3, dtype=T64)
+    a, sig = float(s.alpha(t)), float(s.sigma(t))
+    x = (torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=T64) * 2).requires_grad_(True)
+    (grad,) = torch.autograd.grad(mixture.diffused(a, sig).log_prob(x).sum(), x)
+    pred = MixtureDenoiser(gmm, s)(x.detach(), t.expand(50))
+    assert torch.allclose(pred.x0, (x.detach() + sig**2 * grad) / a, atol=1e-10)
