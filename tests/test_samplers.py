@@ -132,7 +132,7 @@ class _BatchNoise:
         return torch.randn(x.shape, generator=self.g, dtype=x.dtype)
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine", "vp"])
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "vp", "ve", "edm"])
 def test_every_sampler_on_the_exact_mixture_reaches_the_modes(schedule):
     """Exact score, 2-D ring of unequal weights: every sampler at ~100 NFE (annealed Langevin: 1000) puts the right
     mass on every mode."""
@@ -140,8 +140,9 @@ def test_every_sampler_on_the_exact_mixture_reaches_the_modes(schedule):
     n = 2000
     for name, spec in SAMPLERS.items():
         noise = NoiseSource.for_indices(3, range(n))
-        x_T = noise.randn((2,), T64)
-        kind = "uniform" if spec.default_grid == "discrete" and schedule == "vp" else spec.default_grid
+        x_T = s.prior_sample(noise.randn((2,), T64))
+        kind = "uniform" if spec.default_grid == "discrete" and not hasattr(s, "T") else spec.default_grid
+        kind = "karras" if schedule == "edm" else kind  # sigma = 80 t: a uniform grid in t leaves one step below 0.8
         grid = make_grid("uniform", s, 2) if name == "rk45" else make_grid(kind, s, spec.steps_for_nfe(name, 1000 if name == "langevin" else 100))
         x = spec.fn(MixtureDenoiser(gmm, s), x_T, s, grid, noise=noise)
         assert torch.isfinite(x).all(), name

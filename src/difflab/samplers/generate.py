@@ -34,7 +34,7 @@ def generate(
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         noise = NoiseSource.for_indices(seed, idx)
-        x_T = noise.randn(shape).to(device)  # Algorithm 2, line 1 (streams live on the CPU: same on any device)
+        x_T = schedule.prior_sample(noise.randn(shape)).to(device)  # Algorithm 2, line 1 (CPU streams: any device)
         cond = labels[idx].to(device) if labels is not None else None
 
         def cb(i, t, x, pred):

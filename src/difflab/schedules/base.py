@@ -70,6 +70,10 @@ class Schedule(ABC):
         one = torch.ones((), dtype=torch.float64)
         return float((self.alpha(one) ** 2 + self.sigma(one) ** 2).sqrt())
 
+    def prior_sample(self, z: Tensor) -> Tensor:
+        """x_1 ~ p_1 from standard normal z: prior_std * z (exactly z for a VP schedule)."""
+        return z * torch.tensor(self.prior_std(), dtype=z.dtype, device=z.device)
+
     def prior_log_prob(self, x: Tensor) -> Tensor:
         """log N(x; 0, prior_std^2 I) per sample, (B,) float64."""
         s = self.prior_std()
