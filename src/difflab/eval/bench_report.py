@@ -14,7 +14,8 @@ from difflab.eval.sampler_bench import Row, best, order, rows_as_dicts  # noqa: 
 
 METRICS = {"ll_gap": "|log-lik gap| (nats)", "flow_rms": "RMS to exact flow", "sw2": "sliced W2", "mode_tv": "mode TV"}
 ORDER_ROWS = (("euler_maruyama@uniform", "sw2"), ("ddim@uniform", "flow_rms"), ("heun@uniform", "flow_rms"),
-              ("edm@karras", "flow_rms"), ("dpmpp_2m@logsnr", "flow_rms"), ("dpmpp_3m@logsnr", "flow_rms"))
+              ("edm@karras", "flow_rms"), ("dpmpp_2m@logsnr", "flow_rms"), ("dpmpp_3m@logsnr", "flow_rms"),
+              ("dpmpp_pc@logsnr", "flow_rms"))
 
 
 def _problems(rows: list[Row]) -> list[tuple[str, str]]:

@@ -32,7 +32,8 @@ DIFFLAB_ROWS = (
     ("ancestral", "discrete", None, {}), ("ddim", "uniform", None, {}), ("euler_maruyama", "uniform", None, {}),
     ("pc", "uniform", None, {}), ("langevin", "karras", None, {}), ("heun", "uniform", None, {}),
     ("edm", "karras", None, {}), ("dpmpp_2m", "logsnr", None, {}), ("dpmpp_3m", "logsnr", None, {}),
-    ("dpmpp_2m", "logsnr", FOCUS, {}), ("dpmpp_3m", "logsnr", FOCUS, {}),
+    ("dpmpp_pc", "logsnr", None, {}), ("dpmpp_2m", "logsnr", FOCUS, {}), ("dpmpp_3m", "logsnr", FOCUS, {}),
+    ("dpmpp_pc", "logsnr", FOCUS, {}),
 )
 
 

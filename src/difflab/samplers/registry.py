@@ -11,7 +11,7 @@ from difflab.errors import UserError
 from difflab.prediction import Condition, Prediction
 from difflab.samplers.ancestral import sample_ancestral
 from difflab.samplers.ddim import sample_ddim
-from difflab.samplers.dpm_solver import sample_dpmpp_2m, sample_dpmpp_3m
+from difflab.samplers.dpm_solver import sample_dpmpp_2m, sample_dpmpp_3m, sample_dpmpp_pc
 from difflab.samplers.langevin import sample_annealed_langevin, sample_predictor_corrector
 from difflab.samplers.ode import sample_edm_heun, sample_heun
 from difflab.samplers.rk45 import sample_rk45
@@ -60,6 +60,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "rk45": SamplerSpec(sample_rk45, False, None, "uniform", "adaptive RK45 on the probability-flow ODE (options rtol, atol)"),
     "dpmpp_2m": SamplerSpec(sample_dpmpp_2m, False, _one, "logsnr", "DPM-Solver++(2M), second order"),
     "dpmpp_3m": SamplerSpec(sample_dpmpp_3m, False, _one, "logsnr", "DPM-Solver++(3M), third order"),
+    "dpmpp_pc": SamplerSpec(sample_dpmpp_pc, False, _one, "logsnr",
+                            "DPM-Solver++(3M) predictor + 4th-order corrector, second-order final step (option order)"),
     "edm": SamplerSpec(sample_edm_heun, False, lambda o: 2, "karras", "EDM's Heun in sigma (Karras et al. 2022)"),
 }
 
