@@ -88,8 +88,8 @@ def sample_dpmpp_pc(
     evaluation per step, like the predictor alone.
 
     The final step to sigma = 0 is of second order: along the flow x0_hat(sigma~) = y_0 - c sigma~^2 + O(sigma~^3)
-    (y = x / alpha), so the last two evaluations extrapolate to y_0; the last one is first moved to the corrected
-    point by d x0_hat / d y ~ 1 at small sigma~.
+    (y = x / alpha), so the last two evaluations extrapolate to y_0 (when their levels differ by 2x or more); the
+    last one is first moved to the corrected point by d x0_hat / d y ~ 1 at small sigma~.
     """
     if order < 1:
         raise UserError(f"the multistep order must be at least 1, got {order}")
@@ -118,6 +118,8 @@ def sample_dpmpp_pc(
         return pred.x0
     d_min = pred.x0 + (correct(t, pred.x0) - walk.x) / scalar(schedule.alpha(t), walk.x)  # x0_hat at the corrected point
     s_min, s_prev = math.exp(-_half_log_snr(schedule, t)), math.exp(-hist[-1][0])  # sigma~ = e^{-l}
+    if s_prev < 2 * s_min:  # close levels would amplify the evaluations' errors: first order, as every sampler
+        return d_min
     return (s_prev**2 * d_min - s_min**2 * hist[-1][1]) / (s_prev**2 - s_min**2)
 
 
