@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from difflab.eval.sampler_bench import Row, best, order, rows_as_dicts  # noqa: E402
 
 METRICS = {"ll_gap": "|log-lik gap| (nats)", "flow_rms": "RMS to exact flow", "sw2": "sliced W2", "mode_tv": "mode TV"}
-ORDER_ROWS = (("euler_maruyama@uniform", "sw2"), ("ddim@uniform", "flow_rms"), ("heun@uniform", "flow_rms"),
+ORDER_ROWS = (("euler_maruyama@uniform", "ll_gap"), ("ddim@uniform", "flow_rms"), ("heun@uniform", "flow_rms"),
               ("edm@karras", "flow_rms"), ("dpmpp_2m@logsnr", "flow_rms"), ("dpmpp_3m@logsnr", "flow_rms"),
               ("dpmpp_pc@logsnr", "flow_rms"))
 

@@ -23,7 +23,7 @@ class SamplerSpec:
     """A sampler and its cost model."""
 
     fn: Callable[..., Tensor]
-    stochastic: bool  # draws noise after x_T
+    stochastic: bool  # draws noise after x_T with its default options (ddim: only with eta > 0)
     evals: Callable[[dict], int] | None  # network evaluations per interval before the last; None = adaptive (RK45)
     default_grid: str  # the grid it is usually run on
     summary: str  # one line for --help and the docs
@@ -50,7 +50,7 @@ def _one(_: dict) -> int:
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "ancestral": SamplerSpec(sample_ancestral, True, _one, "discrete", "Algorithm 2: x_s ~ p_theta(x_s | x_t) (option variance)"),
-    "ddim": SamplerSpec(sample_ddim, True, _one, "uniform", "DDIM; eta = 0 deterministic, eta = 1 ancestral (option eta)"),
+    "ddim": SamplerSpec(sample_ddim, False, _one, "uniform", "DDIM; eta = 0 deterministic, eta = 1 ancestral (option eta)"),
     "euler_maruyama": SamplerSpec(sample_euler_maruyama, True, _one, "uniform", "Euler–Maruyama on the reverse-time SDE"),
     "pc": SamplerSpec(sample_predictor_corrector, True, lambda o: 1 + o.get("corrector_steps", 1), "uniform",
                       "predictor (Euler–Maruyama) + Langevin corrector (options snr, corrector_steps)"),
