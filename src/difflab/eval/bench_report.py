@@ -51,8 +51,9 @@ def markdown(rows: list[Row], floors: dict) -> str:
         sub = [r for r in rows if (r.mixture, r.schedule) == (mixture, schedule)]
         f = floors.get(f"{mixture}/{schedule}", {})
         lines += [f"### {mixture} mixture, {schedule} schedule", "",
-                  f"Noise floor (a second true sample set): SW2 {f.get('sw2', math.nan):.4f}, mode TV "
-                  f"{f.get('mode_tv', math.nan):.4f}, log-lik s.e. {f.get('ll_gap', math.nan):.4f}.", "",
+                  f"Noise floor (8 fresh true sample sets against the same truth, mean +- sd): SW2 "
+                  f"{f.get('sw2', math.nan):.4f} +- {f.get('sw2_sd', math.nan):.4f}, mode TV {f.get('mode_tv', math.nan):.4f} "
+                  f"+- {f.get('mode_tv_sd', math.nan):.4f}, |log-lik gap| {f.get('ll_gap', math.nan):.4f}.", "",
                   "| library | sampler | NFE | log-lik gap | RMS to flow | SW2 | mode TV |", "|---|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {r.library} | {r.sampler} | {r.nfe} | {r.ll_gap:+.4f} | {r.flow_rms:.4f} | {r.sw2:.4f} | {r.mode_tv:.4f} |"
                   for r in sub]
@@ -64,6 +65,8 @@ def plot(rows: list[Row], path: Path) -> Path:
     """Error against NFE, log-log: one column per problem, rows = |log-lik gap| and RMS to the exact flow."""
     probs = _problems(rows)
     fig, axes = plt.subplots(2, len(probs), figsize=(4.2 * len(probs), 7), squeeze=False)
+    names = list(dict.fromkeys((r.library, r.sampler) for r in rows))
+    colors = {k: (plt.cm.tab20(i % 20) if k[0] == "difflab" else plt.cm.tab20b(i % 20)) for i, k in enumerate(names)}
     for j, (mixture, schedule) in enumerate(probs):
         for i, metric in enumerate(("ll_gap", "flow_rms")):
             ax = axes[i][j]
@@ -73,7 +76,8 @@ def plot(rows: list[Row], path: Path) -> Path:
                                  r.sampler) == (mixture, schedule, lib, name) and math.isfinite(getattr(r, metric)))
                     pts = [q for q in pts if q[1] > 0]
                     if pts:
-                        ax.plot(*zip(*pts), style, marker="o", ms=2.5, lw=1.2, label=f"{lib}: {name}")
+                        ax.plot(*zip(*pts), style, marker="o" if lib == "difflab" else "s", ms=2.5, lw=1.2,
+                                color=colors[(lib, name)], label=f"{lib}: {name}")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_title(f"{mixture}, {schedule}", fontsize=9)
