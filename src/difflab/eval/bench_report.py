@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from difflab.eval.sampler_bench import Row, best, order, rows_as_dicts  # noqa: E402
 
-METRICS = {"ll_gap": "|log-lik gap| (nats)", "flow_rms": "RMS to exact flow", "sw2": "sliced W2", "mode_tv": "mode TV"}
+METRICS = {"ll_gap": "|log-lik gap| (nats)", "flow_rms": "RMS to exact flow", "ll_abs": "mean |log q - log q(flow)|",
+           "sw2": "sliced W2", "mode_tv": "mode TV"}
 ORDER_ROWS = (("euler_maruyama@uniform", "ll_gap"), ("ddim@uniform", "flow_rms"), ("heun@uniform", "flow_rms"),
               ("edm@karras", "flow_rms"), ("dpmpp_2m@logsnr", "flow_rms"), ("dpmpp_3m@logsnr", "flow_rms"),
               ("dpmpp_pc@logsnr", "flow_rms"))
@@ -27,7 +28,7 @@ def head_to_head(rows: list[Row]) -> list[dict]:
     out = []
     for mixture, schedule in _problems(rows):
         for nfe in (10, 20):
-            for metric in ("ll_gap", "flow_rms"):
+            for metric in ("ll_gap", "flow_rms", "ll_abs"):
                 ours = best(rows, mixture, schedule, "difflab", nfe, metric)
                 peer = best(rows, mixture, schedule, "diffusers", nfe, metric)
                 if ours is None or peer is None:
@@ -54,9 +55,10 @@ def markdown(rows: list[Row], floors: dict) -> str:
                   f"Noise floor (8 fresh true sample sets against the same truth, mean +- sd): SW2 "
                   f"{f.get('sw2', math.nan):.4f} +- {f.get('sw2_sd', math.nan):.4f}, mode TV {f.get('mode_tv', math.nan):.4f} "
                   f"+- {f.get('mode_tv_sd', math.nan):.4f}, |log-lik gap| {f.get('ll_gap', math.nan):.4f}.", "",
-                  "| library | sampler | NFE | log-lik gap | RMS to flow | SW2 | mode TV |", "|---|---|---:|---:|---:|---:|---:|"]
-        lines += [f"| {r.library} | {r.sampler} | {r.nfe} | {r.ll_gap:+.4f} | {r.flow_rms:.4f} | {r.sw2:.4f} | {r.mode_tv:.4f} |"
-                  for r in sub]
+                  "| library | sampler | NFE | log-lik gap | mean abs log-lik diff | RMS to flow | SW2 | mode TV |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r.library} | {r.sampler} | {r.nfe} | {r.ll_gap:+.4f} | {r.ll_abs:.4f} | {r.flow_rms:.4f} | {r.sw2:.4f} | "
+                  f"{r.mode_tv:.4f} |" for r in sub]
         lines.append("")
     return "\n".join(lines)
 

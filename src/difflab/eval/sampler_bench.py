@@ -78,6 +78,7 @@ class Row:
     mode_tv: float
     ll_gap: float  # E_samples[log q] - E_q[log q]
     flow_rms: float  # RMS distance to the exact flow image (nan for stochastic samplers)
+    ll_abs: float  # mean |log q(x_i) - log q(flow_i)|: the gap without cancellation (nan for stochastic samplers)
     seconds: float
 
 
@@ -136,13 +137,14 @@ def noise_floors(gmm: GaussianMixture, truth: Tensor, dirs: Tensor, g: torch.Gen
             "mode_tv_sd": float(tv.std()), "ll_gap": float(gap.abs().mean()), "ll_gap_sd": float(gap.std())}
 
 
-def score_samples(p: Problem, x: Tensor, deterministic: bool) -> tuple[float, float, float, float]:
-    """(sw2, mode_tv, ll_gap, flow_rms) of samples x; non-finite samples make every error inf."""
+def score_samples(p: Problem, x: Tensor, deterministic: bool) -> tuple[float, float, float, float, float]:
+    """(sw2, mode_tv, ll_gap, flow_rms, ll_abs) of samples x; non-finite samples make every error inf."""
     if not bool(torch.isfinite(x).all()):
-        return (math.inf,) * 4
+        return (math.inf,) * 5
     rms = float((x - p.flow).square().sum(1).mean().sqrt()) if deterministic else math.nan
-    gap = float((p.gmm.log_prob(x) - p.flow_ll).mean())  # paired with the exact flow: no sampling noise if deterministic
-    return sliced_w2(x, p.truth, p.dirs), mode_tv(p.gmm, x), gap, rms
+    diff = p.gmm.log_prob(x) - p.flow_ll  # (n,) paired with the exact flow: no sampling noise if deterministic
+    return (sliced_w2(x, p.truth, p.dirs), mode_tv(p.gmm, x), float(diff.mean()), rms,
+            float(diff.abs().mean()) if deterministic else math.nan)
 
 
 def difflab_rows(p: Problem, cfg: BenchConfig, log: Callable[[str], None]) -> list[Row]:
