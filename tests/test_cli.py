@@ -84,6 +84,8 @@ def test_demo_on_tiny_settings(tmp_path):
     (["--set", "sample.steps=5000"], ["sample.steps"]),
     (["--data", "moons"], ["arch=mlp"]),
     (["--threads", "0"], ["--threads"]),
+    (["--data", "moons", "--data-path", "x.npz", "--set", "arch=mlp"], ["data.path is only read"]),
+    (["--set", "schedule.kind=vp", "--set", "train.objective=hybrid"], ["discrete schedule"]),
 ])
 def test_bad_training_input(tmp_path, args, words):
     p = difflab("train", *args, "--out", "out", cwd=tmp_path)
@@ -162,3 +164,12 @@ def test_continuous_time_run_samplers_ode_likelihood_and_bench(tmp_path):
     for f in ("bench.md", "bench.json", "bench.png"):
         assert (tmp_path / "b" / f).is_file(), f
     assert "dpmpp_3m@logsnr" in (tmp_path / "b" / "bench.md").read_text()
+
+
+def test_a_vae_checkpoint_is_named_as_such(tmp_path):
+    import torch
+
+    from difflab.train.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "vae.safetensors", {"model.w": torch.zeros(2)}, {"config": {"vae": {"levels": 1}}})
+    assert_one_line_error(difflab("sample", "--run", "vae.safetensors", cwd=tmp_path), "VAE checkpoint", "difflab train")

@@ -74,7 +74,9 @@ def test_data_config_rejects_bad_values(kwargs, fragment):
 
 def test_data_config_defaults_valid():
     for name in DATASET_NAMES:
-        DataConfig(name=name, path="somewhere")
+        DataConfig(name=name, path="somewhere" if name in ("folder", "npz") else "")
+    with pytest.raises(UserError, match="data.path is only read"):
+        DataConfig(name="moons", path="somewhere")  # a path that would be ignored is refused
 
 
 # ---------------------------------------------------------------- MNIST

@@ -83,6 +83,9 @@ class DataConfig:
         if self.name in ("folder", "npz") and not self.path:
             hint = "a folder of images" if self.name == "folder" else "a .npz file"
             raise UserError(f"data.path is required for data.name={self.name!r}: set it to {hint}")
+        if self.path and self.name not in ("folder", "npz"):
+            raise UserError(f"data.path is only read for data.name folder or npz, not {self.name!r}: drop --data-path "
+                            "or pick --data folder / npz")
         if self.name == "mnist" and self.split not in ("train", "test"):
             raise UserError(f"data.split must be 'train' or 'test' for MNIST, got {self.split!r}")
         if self.limit < 0:

@@ -28,6 +28,9 @@ def load_run(path: str | Path) -> LoadedRun:
     path = Path(path)
     ckpt = path / CHECKPOINT if path.is_dir() else path
     _, meta = load_checkpoint(ckpt)
+    if isinstance(meta.get("config"), dict) and "vae" in meta["config"]:
+        raise UserError(f"{ckpt} is a VAE checkpoint (from `difflab vae`); sample and eval take a diffusion run "
+                        "folder from `difflab train`")
     try:
         cfg = from_dict(RunConfig, meta["config"])
     except (KeyError, UserError) as e:
