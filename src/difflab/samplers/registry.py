@@ -60,7 +60,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "rk45": SamplerSpec(sample_rk45, False, None, "uniform", "adaptive RK45 on the probability-flow ODE (options rtol, atol)"),
     "dpmpp_2m": SamplerSpec(sample_dpmpp_2m, False, _one, "logsnr", "DPM-Solver++(2M), second order"),
     "dpmpp_3m": SamplerSpec(sample_dpmpp_3m, False, _one, "logsnr", "DPM-Solver++(3M), third order"),
-    "dpmpp_pc": SamplerSpec(sample_dpmpp_pc, False, _one, "logsnr",
+    "dpmpp_pc": SamplerSpec(sample_dpmpp_pc, False, _one, "focus",
                             "DPM-Solver++(3M) predictor + 4th-order corrector, second-order final step (option order)"),
     "edm": SamplerSpec(sample_edm_heun, False, lambda o: 2, "karras", "EDM's Heun in sigma (Karras et al. 2022)"),
 }
