@@ -18,6 +18,7 @@ from difflab.schedules import VPLinear, build_schedule
 from difflab.schedules.grids import make_grid
 from difflab.train import loop
 from difflab.train.run import load_run
+from tests.oracles import ring_quality
 
 
 def test_ode_log_likelihood_of_the_exact_mixture_is_its_log_density():
@@ -67,11 +68,8 @@ def test_a_trained_network_samples_with_every_sampler(tmp_path, kind):
     gmm, n = eight_mode_ring(), 1000
     for name, spec in SAMPLERS.items():
         noise = NoiseSource.for_indices(0, range(n))
-        grid_name = "uniform" if spec.default_grid == "discrete" and kind == "vp" else spec.default_grid
-        grid = make_grid("uniform", s, 2) if name == "rk45" else make_grid(grid_name, s, spec.steps_for_nfe(name, 400 if name == "langevin" else 100))
+        grid = make_grid("uniform", s, 2) if name == "rk45" else make_grid(spec.grid_for(s), s, spec.steps_for_nfe(name, 400 if name == "langevin" else 100))
         x = spec.fn(den, noise.randn((2,)), s, grid, noise=noise, **({"rtol": 1e-3, "atol": 1e-3} if name == "rk45" else {})).double()
-        d = torch.cdist(x, gmm.means)
-        tv = 0.5 * (torch.bincount(d.argmin(1), minlength=8).double() / n - gmm.weights).abs().sum().item()
-        on_mode = (d.min(1).values < 3 * 0.2).double().mean().item()
+        tv, on_mode = ring_quality(x, gmm)
         print(f"{kind} {name}: TV {tv:.3f}, on-mode {on_mode:.3f}")
         assert torch.isfinite(x).all() and tv < 0.12 and on_mode > 0.75, name

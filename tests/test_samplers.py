@@ -12,6 +12,7 @@ from difflab.eval.exact import MixtureDenoiser
 from difflab.samplers import SAMPLERS, CountingDenoiser, NoiseSource
 from difflab.schedules import EDM, VE, DiscreteSchedule, SubVP, VPLinear, cosine_betas, linear_betas
 from difflab.schedules.grids import GRIDS, check_grid, make_grid
+from tests.oracles import ring_quality
 
 T64 = torch.float64
 ALL = {"vp": VPLinear(), "subvp": SubVP(), "ve": VE(), "edm": EDM(), "linear": DiscreteSchedule(linear_betas(1000)),
@@ -143,14 +144,11 @@ def test_every_sampler_on_the_exact_mixture_reaches_the_modes(schedule):
     for name, spec in SAMPLERS.items():
         noise = NoiseSource.for_indices(3, range(n))
         x_T = s.prior_sample(noise.randn((2,), T64))
-        kind = "uniform" if spec.default_grid == "discrete" and not hasattr(s, "T") else spec.default_grid
-        kind = "karras" if schedule == "edm" else kind  # sigma = 80 t: a uniform grid in t leaves one step below 0.8
+        kind = "karras" if schedule == "edm" else spec.grid_for(s)  # sigma = 80 t: a uniform grid in t leaves one step below 0.8
         grid = make_grid("uniform", s, 2) if name == "rk45" else make_grid(kind, s, spec.steps_for_nfe(name, 1000 if name == "langevin" else 100))
         x = spec.fn(MixtureDenoiser(gmm, s), x_T, s, grid, noise=noise)
         assert torch.isfinite(x).all(), name
-        d = torch.cdist(x, gmm.means)
-        tv = 0.5 * (torch.bincount(d.argmin(1), minlength=8).double() / n - gmm.weights).abs().sum().item()
-        on_mode = (d.min(1).values < 3 * 0.2).double().mean().item()
+        tv, on_mode = ring_quality(x, gmm)
         print(f"{schedule} {name}: TV {tv:.3f}, on-mode {on_mode:.3f}")
         assert tv < 0.06 and on_mode > 0.9, name
 

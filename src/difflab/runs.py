@@ -42,9 +42,7 @@ def sampler_plan(cfg: RunConfig, sc: SampleConfig, schedule) -> tuple[SamplerSpe
     """The sampler, its time grid and options for a sample config (NFE -> steps by the sampler's cost model)."""
     spec = get_sampler(sc.sampler)
     options = {"ancestral": {"variance": replace(cfg, sample=sc).variance}, "ddim": {"eta": sc.eta}}.get(sc.sampler, {})
-    grid_name = spec.default_grid if sc.grid == "auto" else sc.grid
-    if grid_name == "discrete" and not cfg.schedule.discrete:
-        grid_name = "uniform" if sc.grid == "auto" else grid_name  # an explicit 'discrete' gets make_grid's error
+    grid_name = spec.grid_for(schedule) if sc.grid == "auto" else sc.grid  # an explicit bad grid: make_grid's error
     if sc.sampler == "rk45":
         return spec, make_grid("uniform", schedule, 2), options
     steps = spec.steps_for_nfe(sc.sampler, sc.nfe, options) if sc.nfe else (sc.steps or getattr(schedule, "T", 100))

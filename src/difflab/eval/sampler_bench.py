@@ -26,13 +26,12 @@ from difflab.schedules.grids import make_grid
 
 NFES = (5, 10, 20, 50, 100, 1000)
 TOLERANCES = (1e-2, 1e-3, 1e-4, 1e-5)  # RK45 is adaptive: one row per tolerance, at the NFE it spends
-# (sampler, grid, lambda window or None, options) for every difflab row
+# (sampler, grid, options) for every difflab row
 DIFFLAB_ROWS = (
-    ("ancestral", "discrete", None, {}), ("ddim", "uniform", None, {}), ("euler_maruyama", "uniform", None, {}),
-    ("pc", "uniform", None, {}), ("langevin", "karras", None, {}), ("heun", "uniform", None, {}),
-    ("edm", "karras", None, {}), ("dpmpp_2m", "logsnr", None, {}), ("dpmpp_3m", "logsnr", None, {}),
-    ("dpmpp_pc", "logsnr", None, {}), ("dpmpp_2m", "focus", None, {}), ("dpmpp_3m", "focus", None, {}),
-    ("dpmpp_pc", "focus", None, {}),
+    ("ancestral", "discrete", {}), ("ddim", "uniform", {}), ("euler_maruyama", "uniform", {}), ("pc", "uniform", {}),
+    ("langevin", "karras", {}), ("heun", "uniform", {}), ("edm", "karras", {}), ("dpmpp_2m", "logsnr", {}),
+    ("dpmpp_3m", "logsnr", {}), ("dpmpp_pc", "logsnr", {}), ("dpmpp_2m", "focus", {}), ("dpmpp_3m", "focus", {}),
+    ("dpmpp_pc", "focus", {}),
 )
 
 
@@ -148,15 +147,15 @@ def score_samples(p: Problem, x: Tensor, deterministic: bool) -> tuple[float, fl
 
 def difflab_rows(p: Problem, cfg: BenchConfig, log: Callable[[str], None]) -> list[Row]:
     rows = []
-    for name, grid, window, opts in DIFFLAB_ROWS:
+    for name, grid, opts in DIFFLAB_ROWS:
         spec = SAMPLERS[name]
-        label = f"{name}@{grid}" + (f"[{window[0]:g},{window[1]:g}]" if window else "")
+        label = f"{name}@{grid}"
         for nfe in cfg.nfes:
-            if nfe < spec.evals(opts) + 1 or (window and nfe < 3):
+            if nfe < spec.evals(opts) + 1:
                 continue
             steps = spec.steps_for_nfe(name, nfe, opts)
             rows.append(_run(p, label, "difflab", not spec.stochastic, lambda den, noise: spec.fn(
-                den, p.x_T, p.schedule, make_grid(grid, p.schedule, steps, lambda_range=window), noise=noise, **opts)))
+                den, p.x_T, p.schedule, make_grid(grid, p.schedule, steps), noise=noise, **opts)))
         log(f"  {label}: " + " ".join(f"{r.nfe}:{r.ll_gap:+.3g}" for r in rows if r.sampler == label))
     for tol in TOLERANCES:
         rows.append(_run(p, f"rk45[{tol:g}]", "difflab", True, lambda den, noise: SAMPLERS["rk45"].fn(

@@ -23,27 +23,15 @@ from difflab.schedules.base import Schedule
 def _multistep(denoiser: Denoiser, x_T: Tensor, schedule: Schedule, grid: Tensor, order: int, cond: Condition,
                clip: Optional[tuple[float, float]], callback: Optional[StepCallback]) -> Tensor:
     walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
-    ls, ms = [], []  # half log-SNRs and x0_hat of earlier evaluations, newest last
+    hist: list[tuple[float, Tensor]] = []  # (half log-SNR, x0_hat) of earlier evaluations, newest last
     for _, t, s, pred in walk:
-        l_t, l_s = 0.5 * schedule.log_snr(t), 0.5 * schedule.log_snr(s)
-        ls, ms = (ls + [l_t])[-order:], (ms + [pred.x0])[-order:]
-        h = l_s - l_t
-        em = torch.expm1(-h)  # e^{-h} - 1
-        x = scalar(schedule.sigma(s) / schedule.sigma(t), walk.x) * walk.x
-        a_s = schedule.alpha(s)
-        if len(ms) == 1:  # first step: first order, DDIM (Lu et al. 2022, eq. 9 with x0)
-            walk.x = x - scalar(a_s * em, x) * ms[-1]
-        elif len(ms) == 2 or order == 2:  # DPM-Solver++(2M), Algorithm 2: D = (1 + 1/2r) m0 - 1/2r m1
-            r = (l_t - ls[-2]) / h
-            walk.x = x - scalar(a_s * em, x) * (ms[-1] + scalar(1 / (2 * r), x) * (ms[-1] - ms[-2]))
-        else:  # 3M: quadratic through (l, m) of the last three, integrated exactly against e^{l - l_s}
-            h1, h2 = l_t - ls[-2], ls[-2] - ls[-3]
-            d1, d1p = (ms[-1] - ms[-2]) / scalar(h1, x), (ms[-2] - ms[-3]) / scalar(h2, x)
-            dd = (d1 - d1p) / scalar(h1 + h2, x)
-            m1 = d1 + scalar(h1, x) * dd  # x0_hat' at l_t
-            m2 = 2 * dd  # x0_hat''
-            phi1, phi2, phi3 = -em, h + em, h**2 - 2 * h - 2 * em  # int_0^h u^k e^{u - h} du * (1, 1, 1) for k = 0, 1, 2
-            walk.x = x + scalar(a_s * phi1, x) * ms[-1] + scalar(a_s * phi2, x) * m1 + scalar(a_s * phi3 / 2, x) * m2
+        l_t = _half_log_snr(schedule, t)
+        hist = (hist + [(l_t, pred.x0)])[-order:]
+        if len(hist) == 2:  # DPM-Solver++(2M), Algorithm 2 (also 3M's second step): D = (1 + 1/2r) m0 - 1/2r m1
+            r = (l_t - hist[0][0]) / (_half_log_snr(schedule, s) - l_t)
+            walk.x = _exp_step(schedule, walk.x, t, s, [(l_t, hist[1][1] + (hist[1][1] - hist[0][1]) / (2 * r))])
+        else:  # first step: DDIM (Lu et al. 2022, eq. 9 with x0); 3M: the quadratic through three, integrated exactly
+            walk.x = _exp_step(schedule, walk.x, t, s, hist)
     return walk.x
 
 

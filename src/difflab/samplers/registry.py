@@ -16,6 +16,7 @@ from difflab.samplers.langevin import sample_annealed_langevin, sample_predictor
 from difflab.samplers.ode import sample_edm_heun, sample_heun
 from difflab.samplers.rk45 import sample_rk45
 from difflab.samplers.sde import sample_euler_maruyama
+from difflab.schedules.base import Schedule
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class SamplerSpec:
     evals: Callable[[dict], int] | None  # network evaluations per interval before the last; None = adaptive (RK45)
     default_grid: str  # the grid it is usually run on
     summary: str  # one line for --help and the docs
+
+    def grid_for(self, schedule: Schedule) -> str:
+        """The usual grid on this schedule: the strided discrete grid only where there is a beta table."""
+        return "uniform" if self.default_grid == "discrete" and not hasattr(schedule, "T") else self.default_grid
 
     def nfe(self, steps: int, options: dict | None = None) -> int:
         """Network evaluations for a grid of `steps` intervals ending with the final denoising step."""
