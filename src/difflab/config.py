@@ -18,6 +18,7 @@ from difflab.prediction import PARAMETERIZATIONS
 from difflab.losses.objective import OBJECTIVES
 from difflab.reverse import VARIANCES
 from difflab.schedules.config import ScheduleConfig
+from difflab.train.precision import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,15 @@ class TrainConfig:
     max_images: int = 1_000_000  # stop after this many training images
     minutes: float = 0.0  # stop after this much wall-clock training time (0 = no limit)
     checkpoint_every_images: int = 50000  # write a checkpoint this often (and at the end)
+    keep_checkpoints: int = 3  # checkpoints/ keeps this many (checkpoint.safetensors is always the newest)
     log_every: int = 50  # steps between metric lines
     seed: int = 0  # seeds data order, t, eps and dropout, step by step
-    device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda or cuda:N
+    device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda or cuda:N (under torchrun: each rank's GPU)
+    grad_accum: int = 1  # micro-batches per step: batch_size is split over ranks, then into grad_accum parts
+    precision: str = "fp32"  # fp32, bf16 (autocast) or fp16 (autocast + dynamic loss scaling; for GPUs)
+    compile: bool = False  # torch.compile the network for training
+    max_bad_steps: int = 10  # a step with a non-finite loss or gradient is skipped; this many in a row stop the run
+    tensorboard: bool = True  # also write TensorBoard event files to RUN/tb
 
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -52,7 +59,13 @@ class TrainConfig:
         if self.learn_variance and self.objective == "simple":
             raise UserError("train.learn_variance needs train.objective elbo or hybrid: the simple loss "
                             "does not see the variance")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.grad_accum < 1 or self.batch_size % self.grad_accum:
+            raise UserError(f"train.grad_accum must be at least 1 and divide train.batch_size={self.batch_size}, "
+                            f"got {self.grad_accum}")
         _nonnegative(self, "hybrid_weight")
+        _positive(self, "keep_checkpoints", "max_bad_steps")
         _positive(self, "batch_size", "lr", "max_images", "ema_half_life_images", "checkpoint_every_images", "log_every")
         _nonnegative(self, "weight_decay", "warmup_images", "grad_clip", "minutes", "ema_rampup")
 

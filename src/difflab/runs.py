@@ -19,6 +19,7 @@ from difflab.samplers.generate import generate
 from difflab.samplers.registry import SamplerSpec, get_sampler
 from difflab.schedules.grids import discrete_grid, make_grid
 from difflab.train.build import build_denoiser, build_schedule
+from difflab.train.distributed import is_main_process
 from difflab.train.loop import TrainResult, train
 from difflab.train.progress import Progress
 from difflab.train.run import LoadedRun, load_run
@@ -32,9 +33,11 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
     if cfg.data.path:  # stored absolute, so the run can be evaluated from any folder
         cfg = replace(cfg, data=replace(cfg.data, path=str(Path(cfg.data.path).resolve())))
     data = build_dataset(cfg.data)
-    log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}")
+    if is_main_process():
+        log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}")
     res = train(cfg, data, out, resume=resume, overwrite=overwrite, log=log, progress=progress)
-    plot_loss(read_metrics(Path(out) / "metrics.jsonl"), Path(out) / "loss.png")
+    if is_main_process():
+        plot_loss(read_metrics(Path(out) / "metrics.jsonl"), Path(out) / "loss.png")
     return res
 
 

@@ -53,7 +53,8 @@ def make_parser() -> Parser:
     t.add_argument("--minutes", type=float, help="training time budget (sets train.minutes)")
     t.add_argument("--max-images", type=int, help="stop after this many images (sets train.max_images)")
     t.add_argument("--resume", action="store_true",
-                   help="continue from the run folder's checkpoint; raise --max-images or --minutes to train further")
+                   help="continue from the newest readable checkpoint in --out, or start there if it has none (so one "
+                        "command also restarts a crashed job); raise --max-images or --minutes to train further")
     t.add_argument("--sample", type=int, metavar="N",
                    help="after training, draw N samples (default: sample.num_samples; 0: none)")
     _common(t)
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         return COMMANDS[args.command](args)
     except UserError as e:
-        sys.stderr.write(f"difflab {args.command}: error: {e}\n")
+        rank = os.environ.get("RANK", "0")  # under torchrun every rank reports; rank 0 plainly
+        sys.stderr.write(f"difflab {args.command}: {'' if rank == '0' else f'[rank {rank}] '}error: {e}\n")
         return 2
     except OSError as e:  # read-only folder, a file where a folder should be, disk full
         sys.stderr.write(f"difflab {args.command}: error: cannot write {e.filename or ''}: {e.strerror or e}; "
@@ -184,19 +186,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = replace(cfg, sample=replace(cfg.sample, num_samples=args.sample))
     log = _log(args)
     train_run(cfg, args.out, resume=args.resume, log=log, progress=not args.quiet)
-    if args.sample != 0:
+    from difflab.train.distributed import is_main_process
+
+    if args.sample != 0 and is_main_process():
         sample_run(load_run(args.out), args.out, cfg.sample, log=log, progress=not args.quiet)
     return 0
 
 
 def _resume_base(out: Path) -> dict | None:
-    """On --resume the run's own config is the base, so a resumed run trains the same model."""
-    from difflab.config import to_dict
-    from difflab.train.run import load_run
+    """On --resume the run's own config is the base, so a resumed run trains the same model (None: a new run)."""
+    from difflab.train.checkpoint import read_meta
+    from difflab.train.store import CheckpointStore
 
-    if not (out / "checkpoint.safetensors").exists():
-        raise UserError(f"--resume: no checkpoint.safetensors in {out}; train without --resume first")
-    return to_dict(load_run(out).cfg)
+    found = CheckpointStore(out).candidates()  # readable headers, newest first
+    return read_meta(found[0][1])["config"] if found else None
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -50,34 +50,62 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict) ->
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
-    """Read a checkpoint without pickle; a missing, corrupt or foreign file raises UserError."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.safetensors"
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist: pass a run folder or its checkpoint.safetensors")
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (a no-op where folders cannot be opened)."""
     try:
-        from safetensors import safe_open
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
+
+def read_meta(path: str | Path) -> dict:
+    """A checkpoint's JSON metadata from its header alone (no tensors read); UserError if missing, damaged, foreign."""
+    path = _file(path)
+    try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise UserError(f"checkpoint {path} is corrupt or not a safetensors file ({str(e)[:80]}): "
                         "use another checkpoint or retrain") from None
     if header.get("format") != FORMAT:
         raise UserError(f"{path} is a safetensors file but not a difflab checkpoint (no '{FORMAT}' tag)")
     try:
-        meta = json.loads(header["meta"])
+        return json.loads(header["meta"])
     except (KeyError, json.JSONDecodeError):
         raise UserError(f"checkpoint {path} has damaged metadata: use another checkpoint") from None
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+    """Read a checkpoint without pickle; a missing, corrupt, truncated or foreign file raises UserError."""
+    path = _file(path)
+    meta = read_meta(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"checkpoint {path} is corrupt or truncated ({str(e)[:80]}): "
+                        "use another checkpoint or retrain") from None
     return tensors, meta
+
+
+def _file(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.safetensors"
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: pass a run folder or its checkpoint.safetensors")
+    return path
 
 
 def split_prefix(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:

@@ -1,15 +1,18 @@
-"""The training loop (Algorithm 1): deterministic per step, so a resumed run continues exactly."""
+"""The training loop (Algorithm 1): data parallel, mixed precision, deterministic per step, so a resumed run
+continues exactly, and a non-finite step is skipped rather than learned."""
 from __future__ import annotations
 
 import json
 import math
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from difflab.config import RunConfig, dump_yaml, to_dict
 from difflab.data.dataset import ImageData
@@ -17,11 +20,16 @@ from difflab.errors import UserError
 from difflab.losses.objective import training_loss
 from difflab.prediction import NetworkDenoiser
 from difflab.train.build import build_denoiser, build_network
-from difflab.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint, split_prefix
+from difflab.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, split_prefix
+from difflab.train.distributed import World, close_world, init_world, resolve_device
 from difflab.train.ema import EMA, ema_beta
+from difflab.train.events import EventWriter
+from difflab.train.order import DataOrder, step_seed
+from difflab.train.precision import grad_scaler, with_precision
 from difflab.train.progress import Progress
+from difflab.train.store import LATEST, CheckpointStore
 
-CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT = LATEST
 
 
 @dataclass
@@ -31,10 +39,13 @@ class TrainState:
     net: nn.Module
     ema: EMA
     opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
     step: int = 0
-    images: int = 0
+    images: int = 0  # images seen: also the position in the data stream and the clock of the LR and EMA schedules
     seconds: float = 0.0  # wall-clock training time so far (across resumes)
+    bad_in_a_row: int = 0  # consecutive skipped (non-finite) steps
     data_shape: tuple[int, ...] = ()  # shape of one training example, (C, H, W) or (D,)
+    rng: dict[str, Tensor] = field(default_factory=dict)  # every rank's generator states, from the checkpoint
 
 
 @dataclass(frozen=True)
@@ -44,27 +55,16 @@ class TrainResult:
     seconds: float
     final_loss: float
     stopped_by: str  # "images" or "time"
+    skipped: int = 0  # steps skipped for a non-finite loss or gradient
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The seed of step `step`: t, eps, dropout and data order depend only on (seed, step)."""
-    return (seed * 1_000_003 + step * 7919 + 12345) % (2**63)
-
-
-class DataOrder:
-    """An endless stream of shuffled indices: epoch e is a permutation seeded by (seed, e)."""
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self._cache = n, seed, {}
-
-    def perm(self, epoch: int) -> Tensor:
-        if epoch not in self._cache:
-            self._cache = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 31 + epoch))}
-        return self._cache[epoch]
-
-    def batch(self, step: int, size: int) -> Tensor:
-        pos = torch.arange(step * size, (step + 1) * size)
-        return torch.cat([self.perm(int(e))[pos[pos // self.n == e] % self.n] for e in (pos // self.n).unique()])
+@dataclass(frozen=True)
+class StepResult:
+    loss: float  # mean over the global batch
+    grad_norm: float
+    applied: bool  # False: the step was skipped and nothing (weights, EMA, optimizer moments) changed
+    overflow: bool  # fp16 only: the gradients overflowed at the current loss scale (routine; the scale drops)
+    time_up: bool  # some rank ran out of the time budget
 
 
 def lr_at(cfg: RunConfig, images: int) -> float:
@@ -73,40 +73,48 @@ def lr_at(cfg: RunConfig, images: int) -> float:
     return cfg.train.lr * (min(1.0, (images + cfg.train.batch_size) / w) if w > 0 else 1.0)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' is the first GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"train.device is {name} but no CUDA GPU is visible: use train.device=cpu or auto")
-    return torch.device(name)
+def ema_half_life(cfg: RunConfig, images: int) -> float:
+    """The EMA half-life in images at `images` seen: min(half-life, rampup * images) early on."""
+    tc = cfg.train
+    return min(tc.ema_half_life_images, tc.ema_rampup * (images + tc.batch_size)) if tc.ema_rampup > 0 \
+        else tc.ema_half_life_images
 
 
-def new_state(cfg: RunConfig) -> TrainState:
-    torch.manual_seed(cfg.train.seed)
-    net = build_network(cfg).to(resolve_device(cfg.train.device))
+def new_state(cfg: RunConfig, device: torch.device | None = None) -> TrainState:
+    torch.manual_seed(cfg.train.seed)  # every rank builds the same initial network
+    device = device or resolve_device(cfg.train.device)
+    net = build_network(cfg).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    return TrainState(net, EMA(net), opt)
+    return TrainState(net, EMA(net), opt, grad_scaler(cfg.train.precision, device))
 
 
 def state_tensors(st: TrainState) -> tuple[dict[str, Tensor], dict]:
     opt_t, opt_meta = optimizer_to_flat(st.opt.state_dict())
     tensors = {**{f"model.{k}": v for k, v in st.net.state_dict().items()},
-               **{f"ema.{k}": v for k, v in st.ema.model.state_dict().items()}, **opt_t}
+               **{f"ema.{k}": v for k, v in st.ema.model.state_dict().items()}, **opt_t, **st.rng}
     return tensors, opt_meta
 
 
-def save_state(run_dir: Path, cfg: RunConfig, st: TrainState) -> None:
-    tensors, opt_meta = state_tensors(st)
-    meta = {"config": to_dict(cfg), "step": st.step, "images": st.images, "seconds": st.seconds,
-            "data_shape": list(st.data_shape), "optimizer": opt_meta}
-    save_checkpoint(run_dir / CHECKPOINT, tensors, meta)
+def checkpoint_meta(cfg: RunConfig, st: TrainState, world: World, opt_meta: dict) -> dict:
+    return {"config": to_dict(cfg), "step": st.step, "images": st.images, "seconds": st.seconds,
+            "data_shape": list(st.data_shape), "optimizer": opt_meta, "grad_scaler": st.scaler.state_dict(),
+            "bad_in_a_row": st.bad_in_a_row, "world_size": world.size, "data_position": st.images,
+            "lr": lr_at(cfg, st.images)}
 
 
-def load_state(path: Path, cfg: RunConfig) -> TrainState:
+def gather_rng(world: World) -> dict[str, Tensor]:
+    """Every rank's CPU (and CUDA) generator state, as uint8 tensors 'rng.cpu.<rank>' (collective)."""
+    out = {f"rng.cpu.{r}": s.cpu() for r, s in enumerate(world.gather(torch.get_rng_state().to(world.device)))}
+    if world.device.type == "cuda":
+        cuda = torch.cuda.get_rng_state(world.device).to(world.device)
+        out.update({f"rng.cuda.{r}": s.cpu() for r, s in enumerate(world.gather(cuda))})
+    return out
+
+
+def restore(tensors: dict[str, Tensor], meta: dict, cfg: RunConfig, path: Path,
+            device: torch.device | None = None) -> TrainState:
     """Rebuild the training state of a checkpoint written with config `cfg`."""
-    tensors, meta = load_checkpoint(path)
-    st = new_state(cfg)
+    st = new_state(cfg, device)
     try:
         st.net.load_state_dict(split_prefix(tensors, "model"))
         st.ema.model.load_state_dict(split_prefix(tensors, "ema"))
@@ -114,9 +122,18 @@ def load_state(path: Path, cfg: RunConfig) -> TrainState:
     except (RuntimeError, KeyError, ValueError) as e:
         raise UserError(f"checkpoint {path} does not fit the model config ({str(e).splitlines()[0][:100]}): "
                         "use the config it was trained with") from None
+    if meta.get("grad_scaler") and st.scaler.is_enabled():
+        st.scaler.load_state_dict(meta["grad_scaler"])
     st.step, st.images, st.seconds = meta["step"], meta["images"], meta["seconds"]
+    st.bad_in_a_row = meta.get("bad_in_a_row", 0)
     st.data_shape = tuple(meta.get("data_shape", ()))
+    st.rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
     return st
+
+
+def load_state(path: Path, cfg: RunConfig) -> TrainState:
+    tensors, meta = load_checkpoint(path)
+    return restore(tensors, meta, cfg, path)
 
 
 def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData) -> None:
@@ -130,99 +147,198 @@ def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData) -> None:
 
 def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           log: Callable[[str], None] = print, progress: bool = True) -> TrainResult:
-    """Train with Algorithm 1 until max_images or the time budget; checkpoints and metrics go to run_dir."""
-    run_dir = Path(run_dir)
-    ckpt = run_dir / CHECKPOINT
-    if ckpt.exists() and not resume and not overwrite:
-        raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
-    st = load_state(ckpt, cfg) if resume and ckpt.exists() else new_state(cfg)
-    check_fit(cfg, st.net, data)  # before anything is written
+    """Train with Algorithm 1 until max_images or the time budget; checkpoints and metrics go to run_dir.
+
+    Under torchrun every rank calls this; rank 0 alone logs and writes."""
+    world = init_world(cfg.train.device)
+    try:
+        return _train(cfg, data, Path(run_dir), world, resume, overwrite, log if world.main else (lambda s: None),
+                      progress and world.main)
+    finally:
+        close_world(world)
+
+
+def _start(cfg: RunConfig, store: CheckpointStore, world: World, resume: bool, overwrite: bool,
+           log: Callable[[str], None]) -> TrainState:
+    """A fresh state, or the newest readable checkpoint's on --resume (a fresh one when the folder has none)."""
+    if not resume:
+        if store.latest.exists() and not overwrite:
+            raise UserError(f"{store.dir} already holds a run: pass --resume to continue it, or choose another --out")
+        return new_state(cfg, world.device)
+    found = store.load_newest(log)
+    if found is None:
+        if store.candidates() or store.latest.exists() or store.step_files():
+            raise UserError(f"no readable checkpoint in {store.dir}: every one is damaged; start a new run with "
+                            "another --out")
+        log(f"no checkpoint in {store.dir} yet: starting a new run")
+        return new_state(cfg, world.device)
+    path, tensors, meta = found
+    st = restore(tensors, meta, cfg, path, world.device)
+    log(f"resuming from {path} at step {st.step} ({st.images} images)")
+    return st
+
+
+def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume: bool, overwrite: bool,
+           log: Callable[[str], None], progress: bool) -> TrainResult:
     tc = cfg.train
-    if resume and (st.images >= tc.max_images or (tc.minutes and st.seconds >= tc.minutes * 60)):
+    if tc.batch_size % (world.size * tc.grad_accum):
+        raise UserError(f"train.batch_size={tc.batch_size} must divide into {world.size} ranks x "
+                        f"train.grad_accum={tc.grad_accum} equal micro-batches")
+    store = CheckpointStore(run_dir, tc.keep_checkpoints)
+    st = _start(cfg, store, world, resume, overwrite, log)
+    check_fit(cfg, st.net, data)  # before anything is written
+    if st.images >= tc.max_images or (tc.minutes and st.seconds >= tc.minutes * 60):
         raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images, "
                         f"{st.seconds:.0f} s of train.minutes={tc.minutes}): pass a larger --max-images or --minutes")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if tc.precision == "fp16" and world.device.type == "cpu":
+        log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice")
+    if sum(k.startswith("rng.cpu.") for k in st.rng) == world.size:  # same world: each rank's own generator back
+        torch.set_rng_state(st.rng[f"rng.cpu.{world.rank}"])
+        if world.device.type == "cuda" and f"rng.cuda.{world.rank}" in st.rng:
+            torch.cuda.set_rng_state(st.rng[f"rng.cuda.{world.rank}"], world.device)
     st.data_shape = data.shape
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg))  # the config in force, also after a resume
-    if not (resume and ckpt.exists()):
-        (run_dir / "metrics.jsonl").write_text("")
-    else:
-        log(f"resuming from {ckpt} at step {st.step} ({st.images} images)")
+    metrics = events = None
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        store.clean_temps()
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg))  # the config in force, also after a resume
         _truncate_metrics(run_dir / "metrics.jsonl", st.step)
-    denoiser: NetworkDenoiser = build_denoiser(cfg, st.net)
+        metrics = open(run_dir / "metrics.jsonl", "a")
+        events = EventWriter(run_dir / "tb", st.step) if tc.tensorboard else None
+    if world.distributed:
+        log(f"data parallel: {world.size} ranks on {world.device.type} "
+            f"({'nccl' if world.device.type == 'cuda' else 'gloo'}), {tc.batch_size // world.size} images per rank")
+    model: nn.Module = st.net
+    if world.distributed:
+        model = DistributedDataParallel(st.net, device_ids=[world.device] if world.device.type == "cuda" else None)
+    forward = torch.compile(model) if tc.compile else model
+    denoiser = build_denoiser(cfg, with_precision(forward, tc.precision, world.device))
     order = DataOrder(len(data), tc.seed)
-    use_labels = getattr(st.net.cfg, "num_classes", 0) > 0
-    total_steps = math.ceil(tc.max_images / tc.batch_size)
+    total_steps = st.step + math.ceil((tc.max_images - st.images) / tc.batch_size)
     bar = Progress(total_steps, "train", "step", tc.log_every, st.step, log=log, enabled=progress,
                    budget_s=tc.minutes * 60, spent_s=st.seconds)
     next_ckpt = (st.images // tc.checkpoint_every_images + 1) * tc.checkpoint_every_images
-    t_start, sec0, loss_v, stopped = time.time(), st.seconds, float("nan"), "images"
-    metrics = open(run_dir / "metrics.jsonl", "a")
+    t_start, sec0, loss_v, stopped, skipped, clean_exit = time.time(), st.seconds, float("nan"), "images", 0, False
     st.net.train()
-    diverged = False
     try:
         while st.images < tc.max_images:
-            if tc.minutes and st.seconds >= tc.minutes * 60:
-                stopped = "time"
-                break
-            loss_v, gnorm = _step(st, denoiser, data, order, use_labels, cfg)
-            if not (math.isfinite(loss_v) and math.isfinite(gnorm)):
-                diverged = True
-                raise UserError(f"training diverged at step {st.step} (loss {loss_v}, gradient norm {gnorm}): lower "
-                                f"train.lr; the last good checkpoint in {run_dir} is kept")
+            r = _step(st, denoiser, model, data, order, cfg, world)
             st.step += 1
             st.images += tc.batch_size
             st.seconds = sec0 + time.time() - t_start
+            loss_v = r.loss
+            bad = not (r.applied or r.overflow)
+            st.bad_in_a_row = st.bad_in_a_row + 1 if bad else 0
+            skipped += bad
             bar.update(1, loss=loss_v)
-            if st.step % tc.log_every == 0 or st.step == 1:
-                metrics.write(json.dumps({"step": st.step, "images": st.images, "loss": loss_v, "grad_norm": gnorm,
-                                          "lr": lr_at(cfg, st.images - tc.batch_size), "seconds": round(st.seconds, 3)}) + "\n")
-                metrics.flush()
+            if st.step % tc.log_every == 0 or st.step == 1 or not r.applied:
+                _record(metrics, events, cfg, st, r)
+            if bad:
+                log(f"step {st.step}: non-finite loss or gradient (loss {r.loss:.4g}, gradient norm {r.grad_norm:.4g})"
+                    f": skipped, weights and EMA unchanged ({st.bad_in_a_row} of train.max_bad_steps="
+                    f"{tc.max_bad_steps} in a row)")
+                if st.bad_in_a_row >= tc.max_bad_steps:
+                    raise UserError(f"training diverged: {st.bad_in_a_row} steps in a row had a non-finite loss or "
+                                    f"gradient (last at step {st.step}): lower train.lr or use train.precision=fp32; "
+                                    f"the last good checkpoint in {run_dir} is kept")
             if st.images >= next_ckpt:
-                save_state(run_dir, cfg, st)
+                _save(store, cfg, st, world)
                 next_ckpt += tc.checkpoint_every_images
+            if r.time_up:
+                stopped = "time"
+                break
+        clean_exit = True
     finally:
-        metrics.close()
         bar.close()
-        if not diverged:
-            save_state(run_dir, cfg, st)  # also on Ctrl-C: nothing trained is lost
-    log(f"trained {st.step} steps ({st.images} images) in {st.seconds:.0f}s; last loss {loss_v:.4f}")
-    return TrainResult(st.step, st.images, st.seconds, loss_v, stopped)
+        if metrics is not None:
+            metrics.close()
+        if events is not None:
+            events.close()
+        diverged = st.bad_in_a_row >= tc.max_bad_steps
+        if (clean_exit or not world.distributed) and not diverged:
+            _save(store, cfg, st, world)  # also on Ctrl-C when alone: nothing trained is lost
+    log(f"trained {st.step} steps ({st.images} images) in {st.seconds:.0f}s; last loss {loss_v:.4f}"
+        + (f"; {skipped} non-finite steps skipped" if skipped else ""))
+    return TrainResult(st.step, st.images, st.seconds, loss_v, stopped, skipped)
 
 
-def _step(st: TrainState, denoiser: NetworkDenoiser, data: ImageData, order: DataOrder,
-          use_labels: bool, cfg: RunConfig) -> tuple[float, float]:
-    """One step of Algorithm 1 on a batch; everything random is drawn from the step's own seed."""
-    tc = cfg.train
+def _save(store: CheckpointStore, cfg: RunConfig, st: TrainState, world: World) -> None:
+    """Every rank hands in its RNG state; rank 0 writes. A failed write keeps the last good checkpoint."""
+    st.rng = gather_rng(world)
+    if not world.main:
+        return
+    tensors, opt_meta = state_tensors(st)
+    try:
+        store.save(st.step, tensors, checkpoint_meta(cfg, st, world, opt_meta))
+    except OSError as e:
+        raise UserError(f"could not write a checkpoint at step {st.step} ({e.strerror or e}): the last good one, "
+                        f"{store.latest}, is intact; free space or fix permissions, then --resume") from None
+
+
+def _record(metrics, events, cfg: RunConfig, st: TrainState, r: StepResult) -> None:
+    """One line of metrics.jsonl and one TensorBoard event (rank 0)."""
+    if metrics is None:
+        return
+    row = {"step": st.step, "images": st.images, "loss": r.loss, "grad_norm": r.grad_norm,
+           "lr": lr_at(cfg, st.images - cfg.train.batch_size), "seconds": round(st.seconds, 3)}
+    if st.scaler.is_enabled():
+        row["loss_scale"] = st.scaler.get_scale()
+    if not r.applied:
+        row["skipped"] = "fp16 overflow" if r.overflow else "non-finite"
+    metrics.write(json.dumps(row) + "\n")
+    metrics.flush()
+    if events is not None:
+        events.scalars(st.step, {f"train/{k}": v for k, v in row.items()
+                                 if k not in ("step", "skipped") and isinstance(v, (int, float)) and math.isfinite(v)})
+
+
+def _step(st: TrainState, denoiser: NetworkDenoiser, model: nn.Module, data: ImageData, order: DataOrder,
+          cfg: RunConfig, world: World) -> StepResult:
+    """One step of Algorithm 1 on the global batch; this rank trains on its slice, in grad_accum micro-batches.
+
+    Everything random is drawn from the step's own seed for the whole global batch, so the step does not depend on
+    the number of ranks or micro-batches (up to float summation order)."""
+    tc, dev, B = cfg.train, world.device, cfg.train.batch_size
     g = torch.Generator().manual_seed(step_seed(tc.seed, st.step))
-    torch.manual_seed(step_seed(tc.seed, st.step) + 1)  # dropout
-    dev = next(st.net.parameters()).device
-    idx = order.batch(st.step, tc.batch_size)
-    x0 = data.x[idx].to(dev)  # Algorithm 1, line 2
-    cond = data.labels[idx].to(dev) if use_labels else None
-    t = denoiser.schedule.sample_t(tc.batch_size, g).to(dev)  # line 3: t ~ U{1..T} / T, or U[t_min, 1] (DSM)
-    eps = torch.randn(x0.shape, generator=g).to(dev)  # line 4 (drawn on the CPU: the same on any device)
-    loss = training_loss(denoiser, denoiser.schedule, x0, t, eps, parameterization=tc.parameterization,  # line 5
-                         objective=tc.objective, learn_variance=tc.learn_variance, hybrid_weight=tc.hybrid_weight,
-                         cond=cond).mean()
+    idx = order.batch(st.images, B)  # Algorithm 1, line 2 (the global batch)
+    t = denoiser.schedule.sample_t(B, g)  # line 3: t ~ U{1..T} / T, or U[t_min, 1] (DSM)
+    eps = torch.randn((B, *data.shape), generator=g)  # line 4 (drawn on the CPU: the same on any device)
+    torch.manual_seed(step_seed(tc.seed, st.step) + 1 + world.rank)  # dropout
+    use_labels = getattr(st.net.cfg, "num_classes", 0) > 0
+    mine = world.shard(B)
+    micro = (mine.stop - mine.start) // tc.grad_accum
     for group in st.opt.param_groups:
         group["lr"] = lr_at(cfg, st.images)
     st.opt.zero_grad(set_to_none=True)
-    loss.backward()
+    loss_sum = torch.zeros((), device=dev)
+    for m in range(tc.grad_accum):
+        sl = slice(mine.start + m * micro, mine.start + (m + 1) * micro)
+        x0 = data.x[idx[sl]].to(dev)
+        cond = data.labels[idx[sl]].to(dev) if use_labels else None
+        last = m == tc.grad_accum - 1
+        with model.no_sync() if world.distributed and not last else nullcontext():
+            loss = training_loss(denoiser, denoiser.schedule, x0, t[sl].to(dev), eps[sl].to(dev),  # line 5
+                                 parameterization=tc.parameterization, objective=tc.objective,
+                                 learn_variance=tc.learn_variance, hybrid_weight=tc.hybrid_weight,
+                                 cond=cond).sum() / (mine.stop - mine.start)
+            st.scaler.scale(loss).backward()  # DDP averages over ranks: the gradient of the global mean
+        loss_sum += loss.detach()
+    st.scaler.unscale_(st.opt)
     gnorm = torch.nn.utils.clip_grad_norm_(st.net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-    if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
-        return float(loss.detach()), float(gnorm)  # the caller stops; weights and EMA stay as they were
-    st.opt.step()
-    half = tc.ema_half_life_images
-    if tc.ema_rampup > 0:
-        half = min(half, tc.ema_rampup * (st.images + tc.batch_size))
-    st.ema.update(st.net, ema_beta(tc.batch_size, half))
-    return float(loss.detach()), float(gnorm)
+    time_up = float(bool(tc.minutes) and st.seconds >= tc.minutes * 60)
+    stats = world.sum(torch.stack([loss_sum.float(), torch.tensor(time_up, device=dev)]))
+    loss_v, gnorm_v = float(stats[0]) / world.size, float(gnorm)  # the norm is of the averaged gradient: global
+    finite = math.isfinite(loss_v) and math.isfinite(gnorm_v)
+    if finite:
+        st.scaler.step(st.opt)
+        st.ema.update(st.net, ema_beta(B, ema_half_life(cfg, st.images)))
+    st.scaler.update()  # fp16: an overflow halves the loss scale
+    overflow = st.scaler.is_enabled() and math.isfinite(loss_v) and not finite
+    return StepResult(loss_v, gnorm_v, finite, overflow, bool(stats[1] > 0))
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    """Drop metric lines written after the checkpoint we resume from (a fresh run starts an empty file)."""
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step] \
+        if path.exists() and step else []
     path.write_text("".join(ln + "\n" for ln in keep))

@@ -23,11 +23,11 @@ class LoadedRun:
 
 def load_run(path: str | Path) -> LoadedRun:
     """Load a run folder (or its checkpoint file); the config comes from the checkpoint itself."""
-    from difflab.train.checkpoint import load_checkpoint
+    from difflab.train.checkpoint import read_meta
 
     path = Path(path)
     ckpt = path / CHECKPOINT if path.is_dir() else path
-    _, meta = load_checkpoint(ckpt)
+    meta = read_meta(ckpt)
     if isinstance(meta.get("config"), dict) and "vae" in meta["config"]:
         raise UserError(f"{ckpt} is a VAE checkpoint (from `difflab vae`); sample and eval take a diffusion run "
                         "folder from `difflab train`")

@@ -17,7 +17,7 @@ from difflab.errors import UserError
 from difflab.eval.grid import save_grid
 from difflab.latent.vae import HierarchicalVAE, VAEConfig
 from difflab.train.checkpoint import save_checkpoint
-from difflab.train.loop import DataOrder, step_seed
+from difflab.train.order import DataOrder, step_seed
 from difflab.train.progress import Progress
 
 
@@ -85,7 +85,7 @@ def train_vae(cfg: VAERunConfig, out: str | Path, log: Callable[[str], None] = p
     with open(out / "metrics.jsonl", "w") as metrics:
         while step < steps and not (cfg.minutes and time.time() - t0 >= cfg.minutes * 60):
             g = torch.Generator().manual_seed(step_seed(cfg.seed, step))
-            x = data.x[order.batch(step, cfg.batch_size)]
+            x = data.x[order.batch(step * cfg.batch_size, cfg.batch_size)]
             terms = model.terms(x, g)
             loss = terms.nll.mean() / terms.dims  # nats per dimension
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,31 @@
+"""Mixed precision: the network runs under autocast, everything around it (loss, EMA, optimizer) in float32."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class AutocastNet(nn.Module):
+    """Runs `net` under autocast at `dtype` and hands back float32, so the loss is computed at full precision."""
+
+    def __init__(self, net: nn.Module, device_type: str, dtype: torch.dtype):
+        super().__init__()
+        self.net, self.device_type, self.dtype = net, device_type, dtype
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            out = self.net(*args, **kwargs)
+        return out.float()
+
+
+def with_precision(net: nn.Module, precision: str, device: torch.device) -> nn.Module:
+    """`net` itself for fp32, else wrapped in autocast."""
+    return net if precision == "fp32" else AutocastNet(net, device.type, DTYPES[precision])
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """Dynamic loss scaling for fp16 (gradients would underflow without it); a no-op scaler otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
