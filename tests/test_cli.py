@@ -8,24 +8,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from tests.proc import assert_one_line_error, difflab, read_only
+
 TINY_TOY = ["--data", "gmm", "--set", "arch=mlp", "--set", "mlp.hidden=32", "--set", "train.max_images=2048",
             "--set", "train.batch_size=64", "--set", "train.log_every=8", "--set", "sample.steps=20",
             "--set", "sample.num_samples=16"]
 TINY_UNET = ["--set", "unet.base_channels=8", "--set", "unet.channel_mult=[1,2]", "--set", "unet.attention_levels=[1]"]
-
-
-def difflab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "difflab", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=600)
-
-
-def assert_one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def test_train_sample_resume_on_a_toy_set(tmp_path):
@@ -86,6 +74,12 @@ def test_demo_on_tiny_settings(tmp_path):
     (["--threads", "0"], ["--threads"]),
     (["--data", "moons", "--data-path", "x.npz", "--set", "arch=mlp"], ["data.path is only read"]),
     (["--set", "schedule.kind=vp", "--set", "train.objective=hybrid"], ["discrete schedule"]),
+    (["--set", "train.precision=fp8"], ["train.precision must be one of"]),
+    (["--set", "train.grad_accum=3"], ["train.grad_accum", "divide"]),
+    (["--set", "train.keep_checkpoints=0"], ["train.keep_checkpoints must be positive"]),
+    (["--set", "train.max_bad_steps=-1"], ["train.max_bad_steps"]),
+    (["--set", "schedule.beta_T=2"], ["beta_T"]),
+    (["--set", "train.ema_half_life_images=0"], ["ema_half_life_images"]),
 ])
 def test_bad_training_input(tmp_path, args, words):
     p = difflab("train", *args, "--out", "out", cwd=tmp_path)
@@ -173,3 +167,43 @@ def test_a_vae_checkpoint_is_named_as_such(tmp_path):
 
     save_checkpoint(tmp_path / "vae.safetensors", {"model.w": torch.zeros(2)}, {"config": {"vae": {"levels": 1}}})
     assert_one_line_error(difflab("sample", "--run", "vae.safetensors", cwd=tmp_path), "VAE checkpoint", "difflab train")
+
+
+def test_nan_in_the_data_is_refused(tmp_path):
+    x = np.zeros((8, 28, 28), np.float32)
+    x[3, 4, 5] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x)
+    assert_one_line_error(difflab("train", "--data", "npz", "--data-path", "nan.npz", "--out", "out", cwd=tmp_path),
+                          "NaN")
+    assert not (tmp_path / "out").exists()
+
+
+def test_damaged_foreign_and_read_only_runs_lose_nothing(tmp_path):
+    every8 = ["--set", "train.checkpoint_every_images=512", "--sample", "0"]  # steps 8, 16, 24, 32; keeps 3
+    assert difflab("train", *TINY_TOY, *every8, "--out", "run", cwd=tmp_path).returncode == 0
+    run = tmp_path / "run"
+    latest = run / "checkpoint.safetensors"
+    good = latest.read_bytes()
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "checkpoint.safetensors").write_bytes(good[: len(good) // 2])
+    assert_one_line_error(difflab("sample", "--run", "cut", cwd=tmp_path), "corrupt")
+    # a read-only run folder: refused before training, nothing changed
+    with read_only(run):
+        assert_one_line_error(difflab("train", "--out", "run", "--resume", "--max-images", "4096", cwd=tmp_path),
+                              "cannot write", "writable")
+        assert_one_line_error(difflab("train", *TINY_TOY, "--out", "run/inner", cwd=tmp_path), "cannot write")
+    assert latest.read_bytes() == good and not (run / "inner").exists()
+    # the newest checkpoint truncated (its step file shares the bytes): resume falls back to step 24
+    with open(latest, "r+b") as f:
+        f.truncate(len(good) // 3)
+    p = difflab("train", "--out", "run", "--resume", "--max-images", "4096", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "skipping" in p.stdout and "step-00000024.safetensors at step 24" in p.stdout
+    assert "trained 64 steps" in p.stdout
+    # only foreign files: refused, left as they were
+    (tmp_path / "alien").mkdir()
+    save_file({"w": np.zeros(3, np.float32)}, str(tmp_path / "alien" / "checkpoint.safetensors"))
+    alien = (tmp_path / "alien" / "checkpoint.safetensors").read_bytes()
+    assert_one_line_error(difflab("train", *TINY_TOY, "--out", "alien", "--resume", cwd=tmp_path),
+                          "no readable difflab checkpoint")
+    assert (tmp_path / "alien" / "checkpoint.safetensors").read_bytes() == alien

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -168,8 +169,8 @@ def _start(cfg: RunConfig, store: CheckpointStore, world: World, resume: bool, o
     found = store.load_newest(log)
     if found is None:
         if store.candidates() or store.latest.exists() or store.step_files():
-            raise UserError(f"no readable checkpoint in {store.dir}: every one is damaged; start a new run with "
-                            "another --out")
+            raise UserError(f"no readable difflab checkpoint in {store.dir} (every one is damaged or foreign): "
+                            "start a new run with another --out")
         log(f"no checkpoint in {store.dir} yet: starting a new run")
         return new_state(cfg, world.device)
     path, tensors, meta = found
@@ -199,7 +200,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     st.data_shape = data.shape
     metrics = events = None
     if world.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        _check_writable(run_dir)
         store.clean_temps()
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))  # the config in force, also after a resume
         _truncate_metrics(run_dir / "metrics.jsonl", st.step)
@@ -241,25 +242,38 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
                     raise UserError(f"training diverged: {st.bad_in_a_row} steps in a row had a non-finite loss or "
                                     f"gradient (last at step {st.step}): lower train.lr or use train.precision=fp32; "
                                     f"the last good checkpoint in {run_dir} is kept")
-            if st.images >= next_ckpt:
+            if st.images >= next_ckpt and not bad:  # never in the middle of a run of skipped steps
                 _save(store, cfg, st, world)
                 next_ckpt += tc.checkpoint_every_images
             if r.time_up:
                 stopped = "time"
                 break
         clean_exit = True
+    except KeyboardInterrupt:
+        clean_exit = not world.distributed  # alone, Ctrl-C saves; ranks stopped at different points cannot
+        raise
     finally:
         bar.close()
         if metrics is not None:
             metrics.close()
         if events is not None:
             events.close()
-        diverged = st.bad_in_a_row >= tc.max_bad_steps
-        if (clean_exit or not world.distributed) and not diverged:
+        if clean_exit:  # not after divergence or a failed write: the last good checkpoint stays the newest
             _save(store, cfg, st, world)  # also on Ctrl-C when alone: nothing trained is lost
     log(f"trained {st.step} steps ({st.images} images) in {st.seconds:.0f}s; last loss {loss_v:.4f}"
         + (f"; {skipped} non-finite steps skipped" if skipped else ""))
     return TrainResult(st.step, st.images, st.seconds, loss_v, stopped, skipped)
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail before training, not at the first checkpoint, when the run folder cannot take new files."""
+    probe = run_dir / f".write-test{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to {run_dir} ({e.strerror or e}): choose a writable --out folder") from None
 
 
 def _save(store: CheckpointStore, cfg: RunConfig, st: TrainState, world: World) -> None:
@@ -338,7 +352,13 @@ def _step(st: TrainState, denoiser: NetworkDenoiser, model: nn.Module, data: Ima
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from (a fresh run starts an empty file)."""
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step] \
-        if path.exists() and step else []
+    """Keep the metric lines up to the checkpoint we resume from (none for a fresh run); a line cut by a crash
+    mid-write is dropped."""
+    keep = []
+    for ln in path.read_text().splitlines() if path.exists() and step else []:
+        try:
+            if json.loads(ln)["step"] <= step:
+                keep.append(ln)
+        except (ValueError, KeyError, TypeError):
+            continue
     path.write_text("".join(ln + "\n" for ln in keep))

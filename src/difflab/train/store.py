@@ -59,6 +59,9 @@ class CheckpointStore:
 
     def load_newest(self, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Tensor], dict] | None:
         """The newest checkpoint that loads; damaged ones are named and skipped; None when there is none."""
+        for p in [self.latest, *self.step_files()]:
+            if p.exists() and header_step(p) is None:
+                log(f"skipping {p}: not a readable difflab checkpoint")
         for _, path in self.candidates():
             try:
                 tensors, meta = load_checkpoint(path)

@@ -1,0 +1,97 @@
+"""Run the real command line in a subprocess (alone or under torchrun), and kill it mid-run."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+
+
+def env(**extra: str) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+
+
+def command(*args: str, nproc: int = 0) -> list[str]:
+    """`difflab ARGS`, or under torchrun with `nproc` processes."""
+    launcher = [*TORCHRUN, f"--nproc_per_node={nproc}", "-m"] if nproc else [sys.executable, "-m"]
+    return [*launcher, "difflab", *args]
+
+
+def difflab(*args: str, cwd: Path, nproc: int = 0, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args, nproc=nproc), cwd=cwd, capture_output=True, text=True, env=env(),
+                          timeout=600, **popen)
+
+
+def assert_one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def logged_steps(metrics: Path) -> int:
+    try:
+        return max((json.loads(ln)["step"] for ln in metrics.read_text().splitlines() if ln.strip()), default=0)
+    except (OSError, ValueError):  # not there yet, or a line half-written
+        return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (torchrun starts its workers in sessions of their own)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+            parent[int(d.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (ValueError, OSError):
+            continue
+    out, frontier = [], [pid]
+    while frontier:
+        kids = [c for c, p in parent.items() if p in frontier]
+        out += kids
+        frontier = kids
+    return out
+
+
+def kill_at_step(cmd: list[str], cwd: Path, run: Path, step: int, timeout: float = 300) -> int:
+    """Start `cmd`, SIGKILL it and every process under it once metrics.jsonl shows `step`; its returncode."""
+    p = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < timeout:
+        if logged_steps(run / "metrics.jsonl") >= step:
+            for pid in [p.pid, *descendants(p.pid)]:  # all at once, as a power cut would
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            break
+        time.sleep(0.002)
+    return p.wait()
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """Make `folder` (and what is in it) unwritable, also for root (immutable attribute); skip where impossible."""
+    import pytest
+
+    root = os.geteuid() == 0
+    cmd = ["chattr", "-R", "+i", str(folder)] if root else ["chmod", "-R", "a-w", str(folder)]
+    undo = ["chattr", "-R", "-i", str(folder)] if root else ["chmod", "-R", "u+w", str(folder)]
+    try:
+        if subprocess.run(cmd, capture_output=True).returncode != 0:
+            pytest.skip("cannot make a folder read-only here (chattr needs CAP_LINUX_IMMUTABLE on ext4/xfs)")
+        try:
+            (folder / ".probe").write_text("")
+            pytest.skip("this file system ignores read-only folders")
+        except OSError:
+            pass
+        yield folder
+    finally:
+        subprocess.run(undo, capture_output=True)
