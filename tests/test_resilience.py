@@ -216,3 +216,13 @@ def test_tensorboard_reads_the_event_files(tmp_path):
     # steps 5 and 6 of the first session are dropped by the resumed session's start marker, as in metrics.jsonl
     assert [s for s, _ in got] == [r["step"] for r in rows] == list(range(1, 10))
     assert [v for _, v in got] == pytest.approx([r["loss"] for r in rows], rel=1e-6)
+
+
+def test_a_run_started_over_in_its_folder_keeps_nothing_of_the_old_one(tmp_path):
+    cfg, data = toy(tensorboard=True)
+    loop.train(cfg, data, tmp_path, **QUIET)  # 12 steps: step-10, step-12 kept
+    short, _ = toy(tensorboard=True, max_images=32 * 4)
+    loop.train(short, data, tmp_path, overwrite=True, **QUIET)  # what `difflab demo` does to its folder
+    names = [p.name for p in CheckpointStore(tmp_path).step_files()]
+    assert names == ["step-00000004.safetensors", "step-00000002.safetensors"]
+    assert load_run(tmp_path).step == 4 and len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1

@@ -12,7 +12,8 @@ EPILOG = """examples:
   difflab demo                                  # ~10 min on 2 CPU cores: MNIST samples, plots, report in runs/demo
   difflab train --data mnist --minutes 30 --out runs/mnist
   difflab train --config my.yaml --set train.lr=1e-3 --set unet.base_channels=64
-  difflab train --out runs/mnist --resume        # continue where the checkpoint stopped
+  difflab train --out runs/mnist --resume        # continue where the checkpoint stopped (or start)
+  torchrun --standalone --nproc_per_node=2 -m difflab train --data mnist --out runs/ddp   # data parallel
   difflab sample --run runs/mnist --num 64 --steps 250
   difflab sample --run runs/mnist --sampler dpmpp_3m --nfe 20   # any sampler, any grid (--grid karras)
   difflab bench samplers                        # every sampler against exact scores, vs diffusers
@@ -43,8 +44,11 @@ def make_parser() -> Parser:
 
     t = sub.add_parser("train", help="train a diffusion model (Algorithm 1) into a run folder",
                        description="Train a diffusion model. Settings come from defaults, then --config YAML, then "
-                                   "the flags below, then --set overrides. Writes checkpoint.safetensors, config.yaml, "
-                                   "metrics.jsonl and loss.png into --out.")
+                                   "the flags below, then --set overrides. Writes checkpoint.safetensors (and the last "
+                                   "train.keep_checkpoints in checkpoints/), config.yaml, metrics.jsonl, tb/ and "
+                                   "loss.png into --out. Under torchrun it trains data parallel (gloo on CPUs, NCCL "
+                                   "on GPUs); train.precision=bf16|fp16, train.compile=true and train.grad_accum=K "
+                                   "are switches (docs/training.md).")
     t.add_argument("--config", help="YAML file with sections arch, data, schedule, unet, mlp, train, sample")
     t.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
     t.add_argument("--data", help="dataset: mnist, folder, npz (images), or moons, swiss_roll, gmm (2-D points: add "

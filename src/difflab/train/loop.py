@@ -163,12 +163,12 @@ def _start(cfg: RunConfig, store: CheckpointStore, world: World, resume: bool, o
            log: Callable[[str], None]) -> TrainState:
     """A fresh state, or the newest readable checkpoint's on --resume (a fresh one when the folder has none)."""
     if not resume:
-        if store.latest.exists() and not overwrite:
+        if store.holds_run() and not overwrite:
             raise UserError(f"{store.dir} already holds a run: pass --resume to continue it, or choose another --out")
         return new_state(cfg, world.device)
     found = store.load_newest(log)
     if found is None:
-        if store.candidates() or store.latest.exists() or store.step_files():
+        if store.holds_run():
             raise UserError(f"no readable difflab checkpoint in {store.dir} (every one is damaged or foreign): "
                             "start a new run with another --out")
         log(f"no checkpoint in {store.dir} yet: starting a new run")
@@ -202,6 +202,10 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     if world.main:
         _check_writable(run_dir)
         store.clean_temps()
+        if overwrite and not resume:  # started over: no checkpoint or event file of the old run may mix in
+            store.clear()
+            for f in (run_dir / "tb").glob("events.out.tfevents.*"):
+                f.unlink()
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))  # the config in force, also after a resume
         _truncate_metrics(run_dir / "metrics.jsonl", st.step)
         metrics = open(run_dir / "metrics.jsonl", "a")

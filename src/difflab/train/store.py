@@ -71,6 +71,14 @@ class CheckpointStore:
             return path, tensors, meta
         return None
 
+    def holds_run(self) -> bool:
+        return self.latest.exists() or bool(self.step_files())
+
+    def clear(self) -> None:
+        """Remove every checkpoint (a run started over in the same folder)."""
+        for p in [self.latest, *self.step_files()]:
+            p.unlink(missing_ok=True)
+
     def clean_temps(self) -> None:
         """Remove temp files a killed writer left behind."""
         for folder in (self.dir, self.dir / FOLDER):
