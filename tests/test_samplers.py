@@ -174,3 +174,23 @@ def test_exact_mixture_denoiser_is_tweedie_of_the_diffused_density():
     (grad,) = torch.autograd.grad(mixture.diffused(a, sig).log_prob(x).sum(), x)
     pred = MixtureDenoiser(gmm, s)(x.detach(), t.expand(50))
     assert torch.allclose(pred.x0, (x.detach() + sig**2 * grad) / a, atol=1e-10)
+
+
+def test_a_calibrated_grid_brings_a_few_step_sampler_closer_to_the_exact_flow_on_other_noise():
+    from difflab.samplers.calibrate import calibrate_grid, flow_distance
+    from difflab.samplers.rk45 import sample_rk45
+
+    gmm, sched = eight_mode_ring(), DiscreteSchedule(cosine_betas(1000))
+    den, spec = MixtureDenoiser(gmm, sched), SAMPLERS["dpmpp_2m"]
+    fit = NoiseSource.for_indices(0, range(1000)).randn((2,), T64)
+    held_out = NoiseSource.for_indices(1, range(1000)).randn((2,), T64)
+    exact = sample_rk45(den, held_out, sched, make_grid("uniform", sched, 2), rtol=1e-9, atol=1e-9)
+    start = make_grid("logsnr", sched, 8)
+    grid = calibrate_grid(spec, den, sched, 8, fit, start="logsnr", sweeps=3)
+    assert len(grid) == len(start) and grid[0] == 1 and grid[-1] == 0
+    assert torch.equal(check_grid(grid), grid)  # strictly decreasing, inside [0, 1]
+    before = flow_distance(spec, den, sched, start, held_out, exact)
+    after = flow_distance(spec, den, sched, grid, held_out, exact)
+    assert after < 0.8 * before, (before, after)  # fitted on one noise set, better on another
+    with pytest.raises(UserError, match="deterministic"):
+        calibrate_grid(SAMPLERS["euler_maruyama"], den, sched, 8, fit)

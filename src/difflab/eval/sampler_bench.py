@@ -21,6 +21,7 @@ from torch import Tensor
 from difflab.data.toy import GaussianMixture, eight_mode_ring
 from difflab.eval.exact import MixtureDenoiser
 from difflab.samplers import SAMPLERS, CountingDenoiser, NoiseSource
+from difflab.samplers.calibrate import calibrate_grid
 from difflab.schedules import DiscreteSchedule, cosine_betas, linear_betas
 from difflab.schedules.grids import make_grid
 
@@ -31,8 +32,9 @@ DIFFLAB_ROWS = (
     ("ancestral", "discrete", {}), ("ddim", "uniform", {}), ("euler_maruyama", "uniform", {}), ("pc", "uniform", {}),
     ("langevin", "karras", {}), ("heun", "uniform", {}), ("edm", "karras", {}), ("dpmpp_2m", "logsnr", {}),
     ("dpmpp_3m", "logsnr", {}), ("dpmpp_pc", "logsnr", {}), ("dpmpp_2m", "focus", {}), ("dpmpp_3m", "focus", {}),
-    ("dpmpp_pc", "focus", {}),
+    ("dpmpp_pc", "focus", {}), ("dpmpp_pc", "calibrated", {}),
 )
+CALIBRATED_NFES = (5, 10, 20)  # grid calibration is for the few-step regime (its cost grows with the steps)
 
 
 def mixture_64d(seed: int = 0, K: int = 8) -> GaussianMixture:
@@ -108,6 +110,7 @@ class Problem:
     flow_ll: Tensor  # (n,) log q at the exact flow images: exact samples of q paired with x_T
     floors: dict  # metric -> value for a second true sample set of size n
     seed: int
+    calibration: tuple[Tensor, Tensor]  # (noise, its exact flow images): other noise, for fitting grids
 
 
 def make_problem(mixture: str, schedule: str, n: int, cfg: BenchConfig) -> Problem:
@@ -118,10 +121,13 @@ def make_problem(mixture: str, schedule: str, n: int, cfg: BenchConfig) -> Probl
     truth = gmm.sample(n, g)[0]
     dirs = torch.randn(cfg.slices, D, generator=g, dtype=torch.float64)
     dirs = dirs / dirs.norm(dim=1, keepdim=True)
-    flow = SAMPLERS["rk45"].fn(MixtureDenoiser(gmm, sched), x_T, sched, make_grid("uniform", sched, 2),
-                               rtol=1e-10, atol=1e-10)
+    exact_flow = lambda x: SAMPLERS["rk45"].fn(MixtureDenoiser(gmm, sched), x, sched,  # noqa: E731
+                                               make_grid("uniform", sched, 2), rtol=1e-10, atol=1e-10)
+    flow = exact_flow(x_T)
+    cal = NoiseSource.for_indices(cfg.seed + 7, range(n)).randn((D,), torch.float64)  # apart from x_T and step noise
     floors = noise_floors(gmm, truth, dirs, g)
-    return Problem(mixture, schedule, gmm, sched, x_T, truth, flow, dirs, gmm.log_prob(flow), floors, cfg.seed)
+    return Problem(mixture, schedule, gmm, sched, x_T, truth, flow, dirs, gmm.log_prob(flow), floors, cfg.seed,
+                   (cal, exact_flow(cal)))
 
 
 def noise_floors(gmm: GaussianMixture, truth: Tensor, dirs: Tensor, g: torch.Generator, pairs: int = 8) -> dict:
@@ -151,11 +157,14 @@ def difflab_rows(p: Problem, cfg: BenchConfig, log: Callable[[str], None]) -> li
         spec = SAMPLERS[name]
         label = f"{name}@{grid}"
         for nfe in cfg.nfes:
-            if nfe < spec.evals(opts) + 1:
+            if nfe < spec.evals(opts) + 1 or (grid == "calibrated" and nfe not in CALIBRATED_NFES):
                 continue
             steps = spec.steps_for_nfe(name, nfe, opts)
+            times = calibrate_grid(spec, MixtureDenoiser(p.gmm, p.schedule), p.schedule, steps, p.calibration[0],
+                                   reference=p.calibration[1]) if grid == "calibrated" else \
+                make_grid(grid, p.schedule, steps)
             rows.append(_run(p, label, "difflab", not spec.stochastic, lambda den, noise: spec.fn(
-                den, p.x_T, p.schedule, make_grid(grid, p.schedule, steps), noise=noise, **opts)))
+                den, p.x_T, p.schedule, times, noise=noise, **opts)))
         log(f"  {label}: " + " ".join(f"{r.nfe}:{r.ll_gap:+.3g}" for r in rows if r.sampler == label))
     for tol in TOLERANCES:
         rows.append(_run(p, f"rk45[{tol:g}]", "difflab", True, lambda den, noise: SAMPLERS["rk45"].fn(
