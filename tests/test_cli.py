@@ -108,7 +108,7 @@ def test_bad_checkpoints(tmp_path):
     assert difflab("train", *TINY_TOY, "--sample", "0", "--out", "run", cwd=tmp_path).returncode == 0
     before = (tmp_path / "run" / "checkpoint.safetensors").read_bytes()
     p = difflab("train", "--out", "run", "--resume", "--set", "mlp.hidden=48", cwd=tmp_path)
-    assert_one_line_error(p, "does not fit the model config")
+    assert_one_line_error(p, "does not fit the model config", "mlp.hidden is 48 here but 32 in the checkpoint")
     assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before  # nothing lost
     assert_one_line_error(difflab("sample", "--run", "run", "--steps", "5000", cwd=tmp_path), "steps")
     assert_one_line_error(difflab("sample", "--run", "run", "--name", "../x", cwd=tmp_path), "--name")
@@ -188,6 +188,9 @@ def test_damaged_foreign_and_read_only_runs_lose_nothing(tmp_path):
     (tmp_path / "cut" / "checkpoint.safetensors").write_bytes(good[: len(good) // 2])
     assert_one_line_error(difflab("sample", "--run", "cut", cwd=tmp_path), "corrupt")
     # a read-only run folder: refused before training, nothing changed
+    with read_only(run / "checkpoints"):  # found before training, not at the first checkpoint
+        assert_one_line_error(difflab("train", "--out", "run", "--resume", "--max-images", "4096", cwd=tmp_path),
+                              "cannot write", "checkpoints")
     with read_only(run):
         assert_one_line_error(difflab("train", "--out", "run", "--resume", "--max-images", "4096", cwd=tmp_path),
                               "cannot write", "writable")
@@ -207,3 +210,13 @@ def test_damaged_foreign_and_read_only_runs_lose_nothing(tmp_path):
     assert_one_line_error(difflab("train", *TINY_TOY, "--out", "alien", "--resume", cwd=tmp_path),
                           "no readable difflab checkpoint")
     assert (tmp_path / "alien" / "checkpoint.safetensors").read_bytes() == alien
+
+
+def test_resume_before_the_first_checkpoint_restarts_the_same_run(tmp_path):
+    assert difflab("train", *TINY_TOY, "--sample", "0", "--out", "run", cwd=tmp_path).returncode == 0
+    for f in [tmp_path / "run" / "checkpoint.safetensors", *(tmp_path / "run" / "checkpoints").glob("*")]:
+        f.unlink()  # as if killed before its first checkpoint: only config.yaml and metrics are there
+    p = difflab("train", "--out", "run", "--resume", "--sample", "0", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "data: gmm" in p.stdout and "starting a new run" in p.stdout  # the run's own config, not the defaults
+    assert "arch: mlp" in (tmp_path / "run" / "config.yaml").read_text()

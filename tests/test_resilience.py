@@ -101,7 +101,7 @@ def test_a_non_finite_step_is_skipped_logged_and_never_reaches_the_weights_or_em
     # the skipped step changed nothing: weights, EMA and Adam's moments are those after step 4
     assert same(tensors(tmp_path / "four" / "checkpoint.safetensors"), tensors(tmp_path / "five" / "checkpoint.safetensors"))
     rows = [json.loads(ln) for ln in (tmp_path / "five" / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["step"] == 5 and rows[-1]["skipped"] == "non-finite"
+    assert rows[-1]["step"] == 5 and rows[-1]["skipped"] == "non-finite" and rows[-1]["loss"] is None  # JSON null
 
 
 def test_too_many_bad_steps_in_a_row_stop_the_run_and_keep_the_good_checkpoint(tmp_path, monkeypatch):

@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                          "choose a writable --out folder\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"difflab {args.command}: interrupted (the last checkpoint is kept)\n")
+        hint = "; continue with --resume" if args.command == "train" else ""
+        sys.stderr.write(f"difflab {args.command}: interrupted (a checkpoint of where it stopped is written when "
+                         f"training alone, else the newest is kept){hint}\n")
         return 130
 
 
@@ -199,11 +201,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _resume_base(out: Path) -> dict | None:
     """On --resume the run's own config is the base, so a resumed run trains the same model (None: a new run)."""
+    from difflab.config import load_yaml
     from difflab.train.checkpoint import read_meta
     from difflab.train.store import CheckpointStore
 
     found = CheckpointStore(out).candidates()  # readable headers, newest first
-    return read_meta(found[0][1])["config"] if found else None
+    if found:
+        return read_meta(found[0][1])["config"]
+    if (out / "config.yaml").is_file():  # killed before its first checkpoint: the same run, from the start
+        return load_yaml(out / "config.yaml")
+    return None
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -47,6 +47,9 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict) ->
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={"format": FORMAT, "meta": json.dumps(meta)})
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # readable like the run's other files (the writer creates it 0600)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -79,7 +79,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def init_world(device_name: str, timeout_minutes: float = 30.0) -> World:
+def init_world(device_name: str, timeout_minutes: float = 10.0) -> World:
     """Join the process group torchrun describes (env://): NCCL on GPUs, gloo on CPUs; alone without torchrun."""
     if not launched_by_torchrun():
         return World(device=resolve_device(device_name))

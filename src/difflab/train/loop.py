@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 
 from difflab.config import RunConfig, dump_yaml, to_dict
@@ -121,7 +122,7 @@ def restore(tensors: dict[str, Tensor], meta: dict, cfg: RunConfig, path: Path,
         st.ema.model.load_state_dict(split_prefix(tensors, "ema"))
         st.opt.load_state_dict(optimizer_from_flat(tensors, meta["optimizer"]))
     except (RuntimeError, KeyError, ValueError) as e:
-        raise UserError(f"checkpoint {path} does not fit the model config ({str(e).splitlines()[0][:100]}): "
+        raise UserError(f"checkpoint {path} does not fit the model config ({_misfit(cfg, meta, e)}): "
                         "use the config it was trained with") from None
     if meta.get("grad_scaler") and st.scaler.is_enabled():
         st.scaler.load_state_dict(meta["grad_scaler"])
@@ -130,6 +131,18 @@ def restore(tensors: dict[str, Tensor], meta: dict, cfg: RunConfig, path: Path,
     st.data_shape = tuple(meta.get("data_shape", ()))
     st.rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
     return st
+
+
+def _misfit(cfg: RunConfig, meta: dict, err: Exception) -> str:
+    """What differs between the network settings asked for and the checkpoint's, else torch's first clue."""
+    saved, now = meta.get("config") or {}, to_dict(cfg)
+    diffs = [f"{sec}.{k} is {v!r} here but {saved[sec].get(k)!r} in the checkpoint"
+             for sec in ("unet", "mlp") if sec == now["arch"] and isinstance(saved.get(sec), dict)
+             for k, v in now[sec].items() if saved[sec].get(k, v) != v]
+    if saved.get("arch", now["arch"]) != now["arch"]:
+        diffs.insert(0, f"arch is {now['arch']!r} here but {saved['arch']!r} in the checkpoint")
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return "; ".join(diffs[:3]) or (lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__)[:160]
 
 
 def load_state(path: Path, cfg: RunConfig) -> TrainState:
@@ -188,9 +201,12 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     store = CheckpointStore(run_dir, tc.keep_checkpoints)
     st = _start(cfg, store, world, resume, overwrite, log)
     check_fit(cfg, st.net, data)  # before anything is written
-    if st.images >= tc.max_images or (tc.minutes and st.seconds >= tc.minutes * 60):
-        raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images, "
-                        f"{st.seconds:.0f} s of train.minutes={tc.minutes}): pass a larger --max-images or --minutes")
+    if st.images >= tc.max_images:
+        raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images): "
+                        "pass a larger --max-images")
+    if tc.minutes and st.seconds >= tc.minutes * 60:
+        raise UserError(f"the run already used its budget ({st.seconds:.0f} s of train.minutes={tc.minutes}): "
+                        "pass a larger --minutes")
     if tc.precision == "fp16" and world.device.type == "cpu":
         log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice")
     if sum(k.startswith("rng.cpu.") for k in st.rng) == world.size:  # same world: each rank's own generator back
@@ -199,23 +215,34 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
             torch.cuda.set_rng_state(st.rng[f"rng.cuda.{world.rank}"], world.device)
     st.data_shape = data.shape
     metrics = events = None
+    problem = None
     if world.main:
-        _check_writable(run_dir)
-        store.clean_temps()
-        if overwrite and not resume:  # started over: no checkpoint or event file of the old run may mix in
-            store.clear()
-            for f in (run_dir / "tb").glob("events.out.tfevents.*"):
-                f.unlink()
-        (run_dir / "config.yaml").write_text(dump_yaml(cfg))  # the config in force, also after a resume
-        _truncate_metrics(run_dir / "metrics.jsonl", st.step)
-        metrics = open(run_dir / "metrics.jsonl", "a")
-        events = EventWriter(run_dir / "tb", st.step) if tc.tensorboard else None
+        try:
+            _check_writable(run_dir, store)
+            store.clean_temps()
+            if overwrite and not resume:  # started over: no checkpoint or event file of the old run may mix in
+                store.clear()
+                for f in (run_dir / "tb").glob("events.out.tfevents.*"):
+                    f.unlink()
+            (run_dir / "config.yaml").write_text(dump_yaml(cfg))  # the config in force, also after a resume
+            _truncate_metrics(run_dir / "metrics.jsonl", st.step)
+            metrics = open(run_dir / "metrics.jsonl", "a")
+            events = EventWriter(run_dir / "tb", st.step) if tc.tensorboard else None
+        except (UserError, OSError) as e:
+            problem = e
+    if float(world.sum(torch.tensor(float(problem is not None), device=world.device))) > 0:  # every rank stops
+        if isinstance(problem, OSError):
+            raise UserError(f"cannot write to {run_dir} ({problem.strerror or problem}): choose a writable --out "
+                            "folder") from None
+        raise problem or UserError(f"rank 0 could not prepare {run_dir} (its message says why)")
     if world.distributed:
         log(f"data parallel: {world.size} ranks on {world.device.type} "
             f"({'nccl' if world.device.type == 'cuda' else 'gloo'}), {tc.batch_size // world.size} images per rank")
     model: nn.Module = st.net
     if world.distributed:
         model = DistributedDataParallel(st.net, device_ids=[world.device] if world.device.type == "cuda" else None)
+    if tc.compile:
+        log("compiling the network (torch.compile): the first steps take a while")
     forward = torch.compile(model) if tc.compile else model
     denoiser = build_denoiser(cfg, with_precision(forward, tc.precision, world.device))
     order = DataOrder(len(data), tc.seed)
@@ -236,16 +263,19 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
             st.bad_in_a_row = st.bad_in_a_row + 1 if bad else 0
             skipped += bad
             bar.update(1, loss=loss_v)
-            if st.step % tc.log_every == 0 or st.step == 1 or not r.applied:
-                _record(metrics, events, cfg, st, r)
+            end = st.images >= tc.max_images or r.time_up
+            if st.step % tc.log_every == 0 or st.step == 1 or not r.applied or end:
+                _record(metrics, events, cfg, st, r, end and st.step % tc.log_every != 0)
             if bad:
                 log(f"step {st.step}: non-finite loss or gradient (loss {r.loss:.4g}, gradient norm {r.grad_norm:.4g})"
                     f": skipped, weights and EMA unchanged ({st.bad_in_a_row} of train.max_bad_steps="
                     f"{tc.max_bad_steps} in a row)")
                 if st.bad_in_a_row >= tc.max_bad_steps:
+                    kept = f"the last good checkpoint in {run_dir} is kept" if store.latest.exists() else \
+                        "no checkpoint had been written yet"
                     raise UserError(f"training diverged: {st.bad_in_a_row} steps in a row had a non-finite loss or "
                                     f"gradient (last at step {st.step}): lower train.lr or use train.precision=fp32; "
-                                    f"the last good checkpoint in {run_dir} is kept")
+                                    f"{kept}")
             if st.images >= next_ckpt and not bad:  # never in the middle of a run of skipped steps
                 _save(store, cfg, st, world)
                 next_ckpt += tc.checkpoint_every_images
@@ -269,15 +299,16 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     return TrainResult(st.step, st.images, st.seconds, loss_v, stopped, skipped)
 
 
-def _check_writable(run_dir: Path) -> None:
+def _check_writable(run_dir: Path, store: CheckpointStore) -> None:
     """Fail before training, not at the first checkpoint, when the run folder cannot take new files."""
-    probe = run_dir / f".write-test{os.getpid()}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to {run_dir} ({e.strerror or e}): choose a writable --out folder") from None
+    for folder in (run_dir, store.dir / "checkpoints"):
+        probe = folder / f".write-test{os.getpid()}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"cannot write to {folder} ({e.strerror or e}): choose a writable --out folder") from None
 
 
 def _save(store: CheckpointStore, cfg: RunConfig, st: TrainState, world: World) -> None:
@@ -288,13 +319,15 @@ def _save(store: CheckpointStore, cfg: RunConfig, st: TrainState, world: World) 
     tensors, opt_meta = state_tensors(st)
     try:
         store.save(st.step, tensors, checkpoint_meta(cfg, st, world, opt_meta))
-    except OSError as e:
-        raise UserError(f"could not write a checkpoint at step {st.step} ({e.strerror or e}): the last good one, "
-                        f"{store.latest}, is intact; free space or fix permissions, then --resume") from None
+    except (OSError, SafetensorError) as e:
+        last = f"the last good one, {store.latest}, is intact" if store.latest.exists() else "no checkpoint was kept"
+        raise UserError(f"could not write a checkpoint at step {st.step} ({getattr(e, 'strerror', None) or e}): "
+                        f"{last}; free space or fix permissions, then --resume") from None
 
 
-def _record(metrics, events, cfg: RunConfig, st: TrainState, r: StepResult) -> None:
-    """One line of metrics.jsonl and one TensorBoard event (rank 0)."""
+def _record(metrics, events, cfg: RunConfig, st: TrainState, r: StepResult, closing: bool = False) -> None:
+    """One line of metrics.jsonl and one TensorBoard event (rank 0); `closing` marks a session's last step off the
+    log_every cadence, which a resume drops so the file reads as one uninterrupted run."""
     if metrics is None:
         return
     row = {"step": st.step, "images": st.images, "loss": r.loss, "grad_norm": r.grad_norm,
@@ -303,11 +336,15 @@ def _record(metrics, events, cfg: RunConfig, st: TrainState, r: StepResult) -> N
         row["loss_scale"] = st.scaler.get_scale()
     if not r.applied:
         row["skipped"] = "fp16 overflow" if r.overflow else "non-finite"
-    metrics.write(json.dumps(row) + "\n")
+    if closing:
+        row["closing"] = True
+    metrics.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None  # JSON has no NaN
+                              for k, v in row.items()}) + "\n")
     metrics.flush()
     if events is not None:
         events.scalars(st.step, {f"train/{k}": v for k, v in row.items()
-                                 if k not in ("step", "skipped") and isinstance(v, (int, float)) and math.isfinite(v)})
+                                 if k not in ("step", "skipped", "closing") and isinstance(v, (int, float))
+                                 and math.isfinite(v)})
 
 
 def _step(st: TrainState, denoiser: NetworkDenoiser, model: nn.Module, data: ImageData, order: DataOrder,
@@ -361,7 +398,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     keep = []
     for ln in path.read_text().splitlines() if path.exists() and step else []:
         try:
-            if json.loads(ln)["step"] <= step:
+            row = json.loads(ln)
+            if row["step"] <= step and not row.get("closing"):
                 keep.append(ln)
         except (ValueError, KeyError, TypeError):
             continue
