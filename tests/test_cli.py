@@ -26,6 +26,12 @@ def test_train_sample_resume_on_a_toy_set(tmp_path):
     p = difflab("sample", "--run", "run", "--num", "8", "--steps", "10", "--name", "more", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert np.load(run / "more.npz")["samples"].shape == (8, 2)
+    p = difflab("sample", "--run", "run", "--num", "8", "--sampler", "dpmpp_2m", "--nfe", "6", "--grid", "calibrated",
+                "--name", "calibrated", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "calibration sweep 6" in p.stdout and np.isfinite(np.load(run / "calibrated.npz")["samples"]).all()
+    assert_one_line_error(difflab("sample", "--run", "run", "--sampler", "pc", "--grid", "calibrated", cwd=tmp_path),
+                          "deterministic")
     p = difflab("train", "--out", "run", "--resume", "--max-images", "4096", "--sample", "0", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "resuming from" in p.stdout and "trained 64 steps (4096 images)" in p.stdout

@@ -76,7 +76,7 @@ class SampleConfig:
 
     num_samples: int = 64  # images to generate
     sampler: str = "ancestral"  # ancestral, ddim, euler_maruyama, pc, langevin, heun, rk45, dpmpp_2m, dpmpp_3m, dpmpp_pc, edm
-    grid: str = "auto"  # time grid: uniform, karras, logsnr, focus, discrete, or auto (the sampler's usual one)
+    grid: str = "auto"  # uniform, karras, logsnr, focus, discrete, calibrated (fitted to the model), auto (usual one)
     steps: int = 0  # grid intervals (0 = all T on a discrete schedule, 100 otherwise)
     nfe: int = 0  # network evaluations per sample; sets steps for the sampler (0 = use steps)
     eta: float = 0.0  # ddim: 0 deterministic, 1 ancestral
@@ -93,8 +93,8 @@ class SampleConfig:
         from difflab.schedules.grids import GRIDS
 
         get_sampler(self.sampler)
-        if self.grid not in GRIDS + ("auto",):
-            raise UserError(f"sample.grid must be auto or one of {GRIDS}, got {self.grid!r}")
+        if self.grid not in GRIDS + ("auto", "calibrated"):
+            raise UserError(f"sample.grid must be auto, calibrated or one of {GRIDS}, got {self.grid!r}")
         _positive(self, "num_samples", "batch_size")
         _nonnegative(self, "steps", "nfe", "eta")
 

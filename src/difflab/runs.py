@@ -15,7 +15,10 @@ from difflab.data.build import build_dataset
 from difflab.data.dataset import to_uint8
 from difflab.eval.grid import save_grid
 from difflab.eval.plots import forward_frames, plot_loss, plot_points, plot_strip, read_metrics
+from difflab.errors import UserError
+from difflab.samplers.calibrate import calibrate_grid
 from difflab.samplers.generate import generate
+from difflab.samplers.noise import NoiseSource
 from difflab.samplers.registry import SamplerSpec, get_sampler
 from difflab.schedules.grids import discrete_grid, make_grid
 from difflab.train.build import build_denoiser, build_schedule
@@ -41,14 +44,25 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
     return res
 
 
-def sampler_plan(cfg: RunConfig, sc: SampleConfig, schedule) -> tuple[SamplerSpec, Tensor, dict]:
-    """The sampler, its time grid and options for a sample config (NFE -> steps by the sampler's cost model)."""
+CALIBRATION_SAMPLES = 64  # noise draws the calibrated grid is fitted on (streams apart from the samples')
+
+
+def sampler_plan(cfg: RunConfig, sc: SampleConfig, schedule, denoiser=None, shape: tuple[int, ...] = (),
+                 log: Log = print) -> tuple[SamplerSpec, Tensor, dict]:
+    """The sampler, its time grid and options for a sample config (NFE -> steps by the sampler's cost model);
+    grid 'calibrated' is fitted to `denoiser` first (samplers/calibrate.py)."""
     spec = get_sampler(sc.sampler)
     options = {"ancestral": {"variance": replace(cfg, sample=sc).variance}, "ddim": {"eta": sc.eta}}.get(sc.sampler, {})
     grid_name = spec.grid_for(schedule) if sc.grid == "auto" else sc.grid  # an explicit bad grid: make_grid's error
     if sc.sampler == "rk45":
         return spec, make_grid("uniform", schedule, 2), options
     steps = spec.steps_for_nfe(sc.sampler, sc.nfe, options) if sc.nfe else (sc.steps or getattr(schedule, "T", 100))
+    if grid_name == "calibrated":
+        if denoiser is None:
+            raise UserError("the calibrated grid is fitted to a model: sample from a run (difflab sample)")
+        device = next(denoiser.net.parameters()).device
+        x_cal = NoiseSource.for_indices(sc.seed + 1_000_003, range(CALIBRATION_SAMPLES)).randn(shape).to(device)
+        return spec, calibrate_grid(spec, denoiser, schedule, steps, x_cal, options=options, log=log), options
     return spec, make_grid(grid_name, schedule, steps), options
 
 
@@ -63,8 +77,8 @@ def sample_run(run: LoadedRun, out: str | Path, sc: SampleConfig, *, log: Log = 
     denoiser = build_denoiser(cfg, net)
     device = next(net.parameters()).device
     schedule = denoiser.schedule
-    spec, grid, options = sampler_plan(cfg, sc, schedule)
     shape = run.shape
+    spec, grid, options = sampler_plan(cfg, sc, schedule, denoiser, shape, log)
     batches = -(-sc.num_samples // sc.batch_size)
     bar = Progress((len(grid) - 1) * batches, "sample", "step", every=max(1, (len(grid) - 1) // 4), log=log,
                    enabled=progress)

@@ -45,6 +45,9 @@ def calibrate_grid(spec: SamplerSpec, denoiser: Denoiser, schedule: Schedule, st
         raise UserError("grid calibration needs a deterministic fixed-grid sampler (ddim, heun, edm, dpmpp_*)")
     if steps < 3:
         raise UserError(f"grid calibration needs at least 3 steps, got {steps}")
+    if log:
+        log(f"calibrating a {steps}-step grid on {len(x_T)} noise draws: an exact-flow reference, then "
+            f"{2 * sweeps} sampler runs per grid point")
     with torch.no_grad():
         if reference is None:
             reference = sample_rk45(denoiser, x_T, schedule, make_grid("uniform", schedule, 2), rtol=1e-8, atol=1e-8)
