@@ -292,7 +292,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"{d['mixture']:>3} {d['schedule']:<6} NFE {d['nfe']:>2} {d['metric']:<8} difflab {d['difflab']:<28} "
               f"{d['difflab_error']:.4f}  diffusers {d['diffusers']:<16} {d['diffusers_error']:.4f}  ratio {d['ratio']:.2f}")
     for d in summary["orders"]:
-        print(f"{d['mixture']:>3} {d['schedule']:<6} order of {d['sampler']:<24} ({d['metric']}): {d['order']:.2f}")
+        print(f"{d['mixture']:>3} {d['schedule']:<6} order of {d['sampler']:<24} ({d['metric']}): {d['order']:.2f} "
+              f"(NFE 20..100), {d['order_high']:.2f} (100..1000)")
     print(f"wrote {Path(args.out) / 'bench.md'} and bench.png")
     return 0
 

@@ -30,7 +30,7 @@ TOLERANCES = (1e-2, 1e-3, 1e-4, 1e-5)  # RK45 is adaptive: one row per tolerance
 # (sampler, grid, options) for every difflab row
 DIFFLAB_ROWS = (
     ("ancestral", "discrete", {}), ("ddim", "uniform", {}), ("euler_maruyama", "uniform", {}), ("pc", "uniform", {}),
-    ("langevin", "karras", {}), ("heun", "uniform", {}), ("edm", "karras", {}), ("dpmpp_2m", "logsnr", {}),
+    ("langevin", "karras", {}), ("heun", "uniform", {}), ("heun", "logsnr", {}), ("edm", "karras", {}), ("dpmpp_2m", "logsnr", {}),
     ("dpmpp_3m", "logsnr", {}), ("dpmpp_pc", "logsnr", {}), ("dpmpp_2m", "focus", {}), ("dpmpp_3m", "focus", {}),
     ("dpmpp_pc", "focus", {}), ("dpmpp_pc", "calibrated", {}),
 )
