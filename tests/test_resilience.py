@@ -15,6 +15,7 @@ from difflab.train.checkpoint import load_checkpoint
 from difflab.train.ema import EMA, ema_beta
 from difflab.train.events import crc32c
 from difflab.train.order import DataOrder
+from difflab.train.state import load_state
 from difflab.train.store import CheckpointStore
 from difflab.train.run import load_run
 
@@ -137,7 +138,7 @@ def test_ema_half_life_does_not_change_with_batch_size():
 def test_ema_is_a_separate_copy_through_training_and_resume(tmp_path):
     cfg, data = toy()
     loop.train(cfg, data, tmp_path, **QUIET)
-    st = loop.load_state(tmp_path / "checkpoint.safetensors", cfg)
+    st = load_state(tmp_path / "checkpoint.safetensors", cfg)
     live = {p.data_ptr() for p in st.net.parameters()}
     assert live.isdisjoint({p.data_ptr() for p in st.ema.model.parameters()})
     assert any(not torch.equal(a, b) for a, b in zip(st.net.parameters(), st.ema.model.parameters()))

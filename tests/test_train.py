@@ -7,7 +7,6 @@ import torch
 
 from difflab.config import build_config
 from difflab.data.build import build_dataset
-from difflab.data.dataset import DataConfig
 from difflab.data.toy import eight_mode_ring
 from difflab.errors import UserError
 from difflab.losses.simple import sample_steps, simple_loss

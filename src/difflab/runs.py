@@ -25,7 +25,7 @@ from difflab.train.build import build_denoiser, build_schedule
 from difflab.train.distributed import is_main_process
 from difflab.train.loop import TrainResult, train
 from difflab.train.progress import Progress
-from difflab.train.run import LoadedRun, load_run
+from difflab.train.run import LoadedRun
 
 Log = Callable[[str], None]
 

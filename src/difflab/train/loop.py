@@ -7,47 +7,32 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import Tensor, nn
 from safetensors import SafetensorError
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from difflab.config import RunConfig, dump_yaml, to_dict
+from difflab.config import RunConfig, dump_yaml
 from difflab.data.dataset import ImageData
 from difflab.errors import UserError
 from difflab.losses.objective import training_loss
 from difflab.prediction import NetworkDenoiser
-from difflab.train.build import build_denoiser, build_network
-from difflab.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, split_prefix
-from difflab.train.distributed import World, close_world, init_world, resolve_device
-from difflab.train.ema import EMA, ema_beta
+from difflab.train.build import build_denoiser
+from difflab.train.distributed import World, close_world, init_world
+from difflab.train.ema import ema_beta
 from difflab.train.events import EventWriter
 from difflab.train.order import DataOrder, step_seed
-from difflab.train.precision import grad_scaler, with_precision
+from difflab.train.precision import with_precision
 from difflab.train.progress import Progress
+from difflab.train.state import (TrainState, checkpoint_meta, ema_half_life, gather_rng, lr_at, new_state, restore,
+                                  state_tensors)
 from difflab.train.store import LATEST, CheckpointStore
 
 CHECKPOINT = LATEST
-
-
-@dataclass
-class TrainState:
-    """Everything that changes during training."""
-
-    net: nn.Module
-    ema: EMA
-    opt: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    step: int = 0
-    images: int = 0  # images seen: also the position in the data stream and the clock of the LR and EMA schedules
-    seconds: float = 0.0  # wall-clock training time so far (across resumes)
-    bad_in_a_row: int = 0  # consecutive skipped (non-finite) steps
-    data_shape: tuple[int, ...] = ()  # shape of one training example, (C, H, W) or (D,)
-    rng: dict[str, Tensor] = field(default_factory=dict)  # every rank's generator states, from the checkpoint
 
 
 @dataclass(frozen=True)
@@ -67,87 +52,6 @@ class StepResult:
     applied: bool  # False: the step was skipped and nothing (weights, EMA, optimizer moments) changed
     overflow: bool  # fp16 only: the gradients overflowed at the current loss scale (routine; the scale drops)
     time_up: bool  # some rank ran out of the time budget
-
-
-def lr_at(cfg: RunConfig, images: int) -> float:
-    """Linear warm-up over warmup_images, then constant."""
-    w = cfg.train.warmup_images
-    return cfg.train.lr * (min(1.0, (images + cfg.train.batch_size) / w) if w > 0 else 1.0)
-
-
-def ema_half_life(cfg: RunConfig, images: int) -> float:
-    """The EMA half-life in images at `images` seen: min(half-life, rampup * images) early on."""
-    tc = cfg.train
-    return min(tc.ema_half_life_images, tc.ema_rampup * (images + tc.batch_size)) if tc.ema_rampup > 0 \
-        else tc.ema_half_life_images
-
-
-def new_state(cfg: RunConfig, device: torch.device | None = None) -> TrainState:
-    torch.manual_seed(cfg.train.seed)  # every rank builds the same initial network
-    device = device or resolve_device(cfg.train.device)
-    net = build_network(cfg).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    return TrainState(net, EMA(net), opt, grad_scaler(cfg.train.precision, device))
-
-
-def state_tensors(st: TrainState) -> tuple[dict[str, Tensor], dict]:
-    opt_t, opt_meta = optimizer_to_flat(st.opt.state_dict())
-    tensors = {**{f"model.{k}": v for k, v in st.net.state_dict().items()},
-               **{f"ema.{k}": v for k, v in st.ema.model.state_dict().items()}, **opt_t, **st.rng}
-    return tensors, opt_meta
-
-
-def checkpoint_meta(cfg: RunConfig, st: TrainState, world: World, opt_meta: dict) -> dict:
-    return {"config": to_dict(cfg), "step": st.step, "images": st.images, "seconds": st.seconds,
-            "data_shape": list(st.data_shape), "optimizer": opt_meta, "grad_scaler": st.scaler.state_dict(),
-            "bad_in_a_row": st.bad_in_a_row, "world_size": world.size, "data_position": st.images,
-            "lr": lr_at(cfg, st.images)}
-
-
-def gather_rng(world: World) -> dict[str, Tensor]:
-    """Every rank's CPU (and CUDA) generator state, as uint8 tensors 'rng.cpu.<rank>' (collective)."""
-    out = {f"rng.cpu.{r}": s.cpu() for r, s in enumerate(world.gather(torch.get_rng_state().to(world.device)))}
-    if world.device.type == "cuda":
-        cuda = torch.cuda.get_rng_state(world.device).to(world.device)
-        out.update({f"rng.cuda.{r}": s.cpu() for r, s in enumerate(world.gather(cuda))})
-    return out
-
-
-def restore(tensors: dict[str, Tensor], meta: dict, cfg: RunConfig, path: Path,
-            device: torch.device | None = None) -> TrainState:
-    """Rebuild the training state of a checkpoint written with config `cfg`."""
-    st = new_state(cfg, device)
-    try:
-        st.net.load_state_dict(split_prefix(tensors, "model"))
-        st.ema.model.load_state_dict(split_prefix(tensors, "ema"))
-        st.opt.load_state_dict(optimizer_from_flat(tensors, meta["optimizer"]))
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise UserError(f"checkpoint {path} does not fit the model config ({_misfit(cfg, meta, e)}): "
-                        "use the config it was trained with") from None
-    if meta.get("grad_scaler") and st.scaler.is_enabled():
-        st.scaler.load_state_dict(meta["grad_scaler"])
-    st.step, st.images, st.seconds = meta["step"], meta["images"], meta["seconds"]
-    st.bad_in_a_row = meta.get("bad_in_a_row", 0)
-    st.data_shape = tuple(meta.get("data_shape", ()))
-    st.rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-    return st
-
-
-def _misfit(cfg: RunConfig, meta: dict, err: Exception) -> str:
-    """What differs between the network settings asked for and the checkpoint's, else torch's first clue."""
-    saved, now = meta.get("config") or {}, to_dict(cfg)
-    diffs = [f"{sec}.{k} is {v!r} here but {saved[sec].get(k)!r} in the checkpoint"
-             for sec in ("unet", "mlp") if sec == now["arch"] and isinstance(saved.get(sec), dict)
-             for k, v in now[sec].items() if saved[sec].get(k, v) != v]
-    if saved.get("arch", now["arch"]) != now["arch"]:
-        diffs.insert(0, f"arch is {now['arch']!r} here but {saved['arch']!r} in the checkpoint")
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return "; ".join(diffs[:3]) or (lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__)[:160]
-
-
-def load_state(path: Path, cfg: RunConfig) -> TrainState:
-    tensors, meta = load_checkpoint(path)
-    return restore(tensors, meta, cfg, path)
 
 
 def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData) -> None:

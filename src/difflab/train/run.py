@@ -8,7 +8,8 @@ from torch import nn
 
 from difflab.config import RunConfig, from_dict
 from difflab.errors import UserError
-from difflab.train.loop import CHECKPOINT, load_state
+from difflab.train.loop import CHECKPOINT
+from difflab.train.state import load_state
 
 
 @dataclass(frozen=True)
