@@ -21,7 +21,7 @@ from torch import Tensor
 from difflab.data.toy import GaussianMixture, eight_mode_ring
 from difflab.eval.exact import MixtureDenoiser
 from difflab.samplers import SAMPLERS, CountingDenoiser, NoiseSource
-from difflab.samplers.calibrate import calibrate_grid
+from difflab.samplers.calibrate import calibrate_grid, rms_distance
 from difflab.schedules import DiscreteSchedule, cosine_betas, linear_betas
 from difflab.schedules.grids import make_grid
 
@@ -145,7 +145,7 @@ def score_samples(p: Problem, x: Tensor, deterministic: bool) -> tuple[float, fl
     """(sw2, mode_tv, ll_gap, flow_rms, ll_abs) of samples x; non-finite samples make every error inf."""
     if not bool(torch.isfinite(x).all()):
         return (math.inf,) * 5
-    rms = float((x - p.flow).square().sum(1).mean().sqrt()) if deterministic else math.nan
+    rms = rms_distance(x, p.flow) if deterministic else math.nan
     diff = p.gmm.log_prob(x) - p.flow_ll  # (n,) paired with the exact flow: no sampling noise if deterministic
     return (sliced_w2(x, p.truth, p.dirs), mode_tv(p.gmm, x), float(diff.mean()), rms,
             float(diff.abs().mean()) if deterministic else math.nan)

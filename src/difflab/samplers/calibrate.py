@@ -8,6 +8,7 @@ Use calibration noise apart from the noise you sample with (the bench uses anoth
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -27,12 +28,16 @@ def grid_from_log_snr(schedule: Schedule, lam: Tensor) -> Tensor:
     return torch.cat([inner.new_ones(1), inner, inner.new_zeros(1)])
 
 
+def rms_distance(x: Tensor, reference: Tensor) -> float:
+    """sqrt(mean_i |x_i - ref_i|^2): the bench's distance to the exact flow, and what calibration lowers."""
+    return float((x - reference).flatten(1).square().sum(1).mean().sqrt())
+
+
 def flow_distance(spec: SamplerSpec, denoiser: Denoiser, schedule: Schedule, grid: Tensor, x_T: Tensor,
                   reference: Tensor, options: dict | None = None) -> float:
     """RMS distance between the sampler's images of x_T and the exact flow images (inf if anything is not finite)."""
-    x = spec.fn(denoiser, x_T, schedule, grid, **(options or {}))
-    d = (x - reference).flatten(1).square().sum(1).mean().sqrt()
-    return float(d) if bool(torch.isfinite(d)) else float("inf")
+    d = rms_distance(spec.fn(denoiser, x_T, schedule, grid, **(options or {})), reference)
+    return d if math.isfinite(d) else math.inf
 
 
 def calibrate_grid(spec: SamplerSpec, denoiser: Denoiser, schedule: Schedule, steps: int, x_T: Tensor, *,

@@ -51,9 +51,9 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _event(step: int, body: bytes, wall_time: float | None = None) -> bytes:
-    """Event{wall_time = 1 (double), step = 2 (int64), <one of> body}."""
-    return b"\x09" + struct.pack("<d", time.time() if wall_time is None else wall_time) + b"\x10" + _varint(step) + body
+def _event(step: int, body: bytes) -> bytes:
+    """Event{wall_time = 1 (double, now), step = 2 (int64), <one of> body}."""
+    return b"\x09" + struct.pack("<d", time.time()) + b"\x10" + _varint(step) + body
 
 
 def _scalar(tag: str, value: float) -> bytes:

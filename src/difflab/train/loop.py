@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from difflab.train.order import DataOrder, step_seed
 from difflab.train.precision import with_precision
 from difflab.train.progress import Progress
 from difflab.train.state import (TrainState, checkpoint_meta, ema_half_life, gather_rng, lr_at, new_state, restore,
-                                  state_tensors)
+                                  restore_rng, state_tensors)
 from difflab.train.store import LATEST, CheckpointStore
 
 CHECKPOINT = LATEST
@@ -113,16 +112,13 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
                         "pass a larger --minutes")
     if tc.precision == "fp16" and world.device.type == "cpu":
         log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice")
-    if sum(k.startswith("rng.cpu.") for k in st.rng) == world.size:  # same world: each rank's own generator back
-        torch.set_rng_state(st.rng[f"rng.cpu.{world.rank}"])
-        if world.device.type == "cuda" and f"rng.cuda.{world.rank}" in st.rng:
-            torch.cuda.set_rng_state(st.rng[f"rng.cuda.{world.rank}"], world.device)
+    restore_rng(st, world)
     st.data_shape = data.shape
     metrics = events = None
     problem = None
     if world.main:
         try:
-            _check_writable(run_dir, store)
+            store.check_writable()
             store.clean_temps()
             if overwrite and not resume:  # started over: no checkpoint or event file of the old run may mix in
                 store.clear()
@@ -201,18 +197,6 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     log(f"trained {st.step} steps ({st.images} images) in {st.seconds:.0f}s; last loss {loss_v:.4f}"
         + (f"; {skipped} non-finite steps skipped" if skipped else ""))
     return TrainResult(st.step, st.images, st.seconds, loss_v, stopped, skipped)
-
-
-def _check_writable(run_dir: Path, store: CheckpointStore) -> None:
-    """Fail before training, not at the first checkpoint, when the run folder cannot take new files."""
-    for folder in (run_dir, store.dir / "checkpoints"):
-        probe = folder / f".write-test{os.getpid()}"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe.touch()
-            probe.unlink()
-        except OSError as e:
-            raise UserError(f"cannot write to {folder} ({e.strerror or e}): choose a writable --out folder") from None
 
 
 def _save(store: CheckpointStore, cfg: RunConfig, st: TrainState, world: World) -> None:

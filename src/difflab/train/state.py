@@ -77,6 +77,15 @@ def gather_rng(world: World) -> dict[str, Tensor]:
     return out
 
 
+def restore_rng(st: TrainState, world: World) -> None:
+    """Each rank's own generator states back, when the checkpoint was written by as many ranks."""
+    if sum(k.startswith("rng.cpu.") for k in st.rng) != world.size:
+        return
+    torch.set_rng_state(st.rng[f"rng.cpu.{world.rank}"])
+    if world.device.type == "cuda" and f"rng.cuda.{world.rank}" in st.rng:
+        torch.cuda.set_rng_state(st.rng[f"rng.cuda.{world.rank}"], world.device)
+
+
 def restore(tensors: dict[str, Tensor], meta: dict, cfg: RunConfig, path: Path,
             device: torch.device | None = None) -> TrainState:
     """Rebuild the training state of a checkpoint written with config `cfg`."""

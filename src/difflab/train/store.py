@@ -71,6 +71,18 @@ class CheckpointStore:
             return path, tensors, meta
         return None
 
+    def check_writable(self) -> None:
+        """Fail before training, not at the first checkpoint, when the run folder cannot take new files."""
+        for folder in (self.dir, self.dir / FOLDER):
+            probe = folder / f".write-test{os.getpid()}"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe.touch()
+                probe.unlink()
+            except OSError as e:
+                raise UserError(f"cannot write to {folder} ({e.strerror or e}): choose a writable --out folder") \
+                    from None
+
     def holds_run(self) -> bool:
         return self.latest.exists() or bool(self.step_files())
 
