@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing 
 from difflab.config import build_config  # noqa: E402
 from difflab.data.build import build_dataset  # noqa: E402
 from difflab.demo import DEMO  # noqa: E402
-from difflab.losses.objective import training_loss  # noqa: E402
+from difflab.losses.objective import training_times  # noqa: E402
+from difflab.losses.simple import simple_loss  # noqa: E402
 from difflab.train.build import build_denoiser  # noqa: E402
 from difflab.train.loop import train  # noqa: E402
 from difflab.train.run import load_run  # noqa: E402
@@ -37,10 +38,9 @@ def held_out_loss(run, n: int = 1024) -> float:
     test = build_dataset(replace(run.cfg.data, split="test", limit=n))
     den = build_denoiser(run.cfg, run.net.eval())
     g = torch.Generator().manual_seed(0)
-    t = den.schedule.sample_t(len(test), g)
+    t = training_times(den.schedule, torch.rand(len(test), generator=g, dtype=torch.float64), integer_steps=True)
     eps = torch.randn(test.x.shape, generator=g)
-    return float(training_loss(den, den.schedule, test.x, t, eps, parameterization=run.cfg.train.parameterization,
-                               objective="simple").mean())
+    return float(simple_loss(den, test.x, t, eps).mean())
 
 
 def main() -> None:

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from difflab.data.toy import GaussianMixture, eight_mode_ring
-from difflab.prediction import NetworkDenoiser, Prediction
+from difflab.precond import Precond, c_noise, sigma_tilde
+from difflab.prediction import Clip
 from difflab.samplers import NoiseSource, sample_ancestral
 from difflab.samplers.generate import generate
 from difflab.schedules import DiscreteSchedule, cosine_betas, linear_betas
@@ -44,8 +45,8 @@ def test_strided_grid_still_reproduces_the_mixture():
 def test_full_grid_equals_algorithm_2_line_4():
     """With an eps-network, one step is x_{t-1} = (x_t - (1-a_t)/sqrt(1-ab_t) eps) / sqrt(a_t) + sigma_t z."""
     torch.manual_seed(0)
-    net = lambda x, t, c: torch.sin(3 * x) + t[:, None]  # noqa: E731  any deterministic "eps network"
-    den = NetworkDenoiser(type("N", (torch.nn.Module,), {"forward": lambda self, x, t, c: net(x, t, c)})(), LINEAR)
+    net = lambda x, n, c: torch.sin(3 * x) + n[:, None]  # noqa: E731  any deterministic "eps network"
+    den = Precond(type("N", (torch.nn.Module,), {"forward": lambda self, x, n, c: net(x, n, c)})(), LINEAR)
     x_T = torch.randn(5, 2, dtype=torch.float64)
     grid = discrete_grid(1000)
     out = sample_ancestral(den, x_T, LINEAR, grid, noise=NoiseSource.for_indices(7, range(5)))
@@ -53,7 +54,8 @@ def test_full_grid_equals_algorithm_2_line_4():
     x = x_T
     for t in range(1000, 0, -1):
         a, ab = LINEAR.alphas[t], LINEAR.alpha_bars[t]
-        eps = net(x, torch.full((5,), t / 1000, dtype=torch.float64), None)
+        level = c_noise(sigma_tilde(LINEAR, torch.full((5,), t / 1000, dtype=torch.float64)))
+        eps = net(x, level, None)  # on a VP schedule the eps-network sees x_t itself
         z = noise.randn_like(x) if t > 1 else torch.zeros_like(x)
         x = (x - (1 - a) / (1 - ab).sqrt() * eps) / a.sqrt() + LINEAR.posterior_variance(t).sqrt() * z
     assert torch.allclose(out, x, rtol=1e-9, atol=1e-9)
@@ -80,5 +82,5 @@ def test_sample_k_does_not_depend_on_the_batch():
 
 def test_clipping_keeps_x0_in_range():
     gmm = GaussianMixture(torch.ones(1), torch.tensor([[5.0, 5.0]]), torch.eye(2)[None] * 0.01)
-    x = generate(MixtureDenoiser(gmm, LINEAR), (2,), 64, LINEAR, discrete_grid(1000, 50), seed=0, clip=(-1.0, 1.0))
+    x = generate(Clip(MixtureDenoiser(gmm, LINEAR)), (2,), 64, LINEAR, discrete_grid(1000, 50), seed=0)
     assert x.abs().max() <= 1.0 + 1e-5

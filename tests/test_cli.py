@@ -171,8 +171,8 @@ def test_a_vae_checkpoint_is_named_as_such(tmp_path):
 
     from difflab.train.checkpoint import save_checkpoint
 
-    save_checkpoint(tmp_path / "vae.safetensors", {"model.w": torch.zeros(2)}, {"config": {"vae": {"levels": 1}}})
-    assert_one_line_error(difflab("sample", "--run", "vae.safetensors", cwd=tmp_path), "VAE checkpoint", "difflab train")
+    save_checkpoint(tmp_path / "vae.safetensors", {"model.w": torch.zeros(2)}, {"config": {"model": "vae"}})
+    assert_one_line_error(difflab("sample", "--run", "vae.safetensors", cwd=tmp_path), "VAE run", "difflab train")
 
 
 def test_nan_in_the_data_is_refused(tmp_path):

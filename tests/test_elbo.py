@@ -6,8 +6,8 @@ import torch
 
 from difflab.data.toy import GaussianMixture
 from difflab.errors import UserError
-from difflab.losses.elbo import elbo_exact, elbo_importance, prior_term, step_terms
-from difflab.losses.gaussian import discretized_gaussian_log_prob, normal_kl
+from difflab.losses.elbo import elbo_exact, elbo_importance, prior_term, step_terms, term_from_prediction
+from difflab.losses.gaussian import discretized_gaussian_log_prob, gaussian_log_prob, normal_kl
 from difflab.losses.weighted import weighted_kl
 from difflab.prediction import Prediction, scales
 from difflab.schedules import DiscreteSchedule
@@ -150,3 +150,28 @@ def test_images_off_the_8bit_grid_are_refused():
         elbo_exact(den, s, torch.rand(2, 2) * 255)
     with pytest.raises(UserError, match="8-bit grid"):
         elbo_importance(den, s, torch.full((2, 2), 0.1234))
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_the_decoder_variance_of_L0_is_beta_1_not_the_reference_codes_sigma_2(discrete):
+    """L_0 with variance='beta' decodes with beta_1 (Sigma_t = beta_t at every t), not with sigma_2^2 as the DDPM
+    reference code's 'fixedlarge' and improved DDPM's FIXED_LARGE do; 'posterior' uses sigma_2^2 (sigma_1^2 = 0)."""
+    s = vp_schedule(1000)
+    g = torch.Generator().manual_seed(11)
+    x0 = torch.randint(0, 256, (6, 5), generator=g).double() / 127.5 - 1  # 8-bit pixels in [-1, 1]
+    eps = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    t = torch.ones(6, dtype=torch.long)
+    alpha, sigma = scales(s, t.double() / 1000, x0)
+    x_t = alpha * x0 + sigma * eps
+    pred = Prediction.from_x0(x_t, alpha, sigma, x0 + 0.008 * torch.randn(6, 5, generator=g, dtype=torch.float64))
+    ll = discretized_gaussian_log_prob if discrete else gaussian_log_prob
+    beta_1, sigma2_2 = s.betas[1], s.posterior_variance(2)
+    assert sigma2_2 < 0.6 * beta_1  # the two conventions differ by ~2x here
+
+    def decoder_nll(var):  # -log p(x_0 | x_1), mean E[x_0 | x_1]-prediction (mu_q at s = 0 is x0_hat)
+        return -ll(x0, pred.x0, torch.log(var).expand_as(x0)).flatten(1).sum(1)
+
+    for variance, var, other in (("beta", beta_1, sigma2_2), ("posterior", sigma2_2, beta_1)):
+        L0 = term_from_prediction(pred, s, x0, t, variance=variance, discrete=discrete)
+        assert torch.allclose(L0, decoder_nll(var), rtol=1e-10, atol=1e-10)
+        assert not torch.allclose(L0, decoder_nll(other), rtol=1e-2, atol=1e-2)

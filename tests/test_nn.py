@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from difflab.condition import Condition
 from difflab.errors import UserError
 from difflab.nn import MLP, MLPConfig, UNet, UNetConfig
 from difflab.nn.blocks import SelfAttention
@@ -37,8 +38,10 @@ def test_unet_attention_and_classes():
         for p in net.parameters():
             p.add_(0.01 * torch.randn_like(p))
     x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
-    assert not torch.allclose(net(x, t, torch.tensor([1, 2])), net(x, t, torch.tensor([3, 4])))
-    assert net(x, t, None).shape == x.shape  # unconditional = the extra "no class" index
+    labels = lambda *y: Condition.labels(torch.tensor(y), 10)  # noqa: E731
+    assert not torch.allclose(net(x, t, labels(1, 2)), net(x, t, labels(3, 4)))
+    assert torch.equal(net(x, t, None), net(x, t, labels(1, 2).null()))  # unconditional = the null label
+    assert net.conditions == ("label",) and UNet(UNetConfig(base_channels=8)).conditions == ()
 
 
 def test_self_attention_is_permutation_equivariant():

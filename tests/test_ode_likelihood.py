@@ -11,12 +11,13 @@ from difflab.config import build_config
 from difflab.data.build import build_dataset
 from difflab.data.toy import eight_mode_ring
 from difflab.eval.exact import MixtureDenoiser
-from difflab.eval.ode_likelihood import bits_per_dim, dequantize, ode_log_likelihood
-from difflab.prediction import NetworkDenoiser
+from difflab.eval.ode_likelihood import dequantize, discrete_nll, ode_log_likelihood
 from difflab.samplers import SAMPLERS, NoiseSource
 from difflab.schedules import VPLinear, build_schedule
 from difflab.schedules.grids import make_grid
 from difflab.train import loop
+from difflab.train.build import build_denoiser
+from difflab.utils import bits_per_dim
 from difflab.train.run import load_run
 from tests.oracles import ring_quality
 
@@ -49,7 +50,7 @@ def test_dequantized_bits_per_dim_pay_the_bin_volume():
     assert ((xd - x).abs() <= 1 / 255 + 1e-12).all()
     # a uniform density on [-1 - 1/255, 1 + 1/255]^D gives each bin probability 1/256: 8 bits per dim
     D, width = 3, 2 + 2 / 255
-    assert abs(float(bits_per_dim(torch.tensor([-D * math.log(width)]), D)) - 8.0) < 1e-9
+    assert abs(float(bits_per_dim(discrete_nll(torch.tensor([-D * math.log(width)]), D), D)) - 8.0) < 1e-9
 
 
 @pytest.mark.parametrize("kind", ["vp", "linear"])
@@ -64,7 +65,7 @@ def test_a_trained_network_samples_with_every_sampler(tmp_path, kind):
     loop.train(cfg, build_dataset(cfg.data), tmp_path, progress=False, log=lambda s: None)
     run = load_run(tmp_path)
     s = build_schedule(cfg.schedule)
-    den = NetworkDenoiser(run.ema, s, "eps")
+    den = build_denoiser(cfg, run.ema)
     gmm, n = eight_mode_ring(), 1000
     for name, spec in SAMPLERS.items():
         noise = NoiseSource.for_indices(0, range(n))

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from difflab.data.toy import eight_mode_ring
-from difflab.prediction import FROM, PARAMETERIZATIONS, Prediction
+from difflab.prediction import FROM, Prediction
+from difflab.prediction import VIEWS as PARAMETERIZATIONS
 from difflab.schedules import DiscreteSchedule, linear_betas
 from tests.oracles import MixtureDenoiser
 

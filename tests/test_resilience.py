@@ -10,6 +10,7 @@ import torch
 from difflab.config import build_config
 from difflab.data.build import build_dataset
 from difflab.errors import UserError
+from difflab.losses.objective import DiffusionObjective
 from difflab.train import loop
 from difflab.train.checkpoint import load_checkpoint
 from difflab.train.ema import EMA, ema_beta
@@ -80,14 +81,14 @@ def test_a_failed_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch
 
 def nan_at(monkeypatch, steps: set[int]) -> list[int]:
     """Make the training loss non-finite at the given (1-based) steps."""
-    real, seen = loop.training_loss, []
+    real, seen = DiffusionObjective.loss, []
 
     def poisoned(*a, **k):
         seen.append(1)
         out = real(*a, **k)
         return out * float("nan") if len(seen) in steps else out
 
-    monkeypatch.setattr(loop, "training_loss", poisoned)
+    monkeypatch.setattr(DiffusionObjective, "loss", poisoned)
     return seen
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from difflab.errors import UserError
-from difflab.schedules import ScheduleConfig, DiscreteSchedule, cosine_betas, linear_betas
+from difflab.schedules import ScheduleConfig, DiscreteSchedule, build_schedule, cosine_betas, linear_betas
 from difflab.schedules.grids import check_grid, discrete_grid
 
 SCHEDULES = {"linear": DiscreteSchedule(linear_betas(1000)), "cosine": DiscreteSchedule(cosine_betas(1000))}
@@ -108,3 +108,34 @@ def test_grids_and_config_errors():
         ScheduleConfig(kind="quadratic")
     with pytest.raises(UserError, match="beta"):
         ScheduleConfig(beta_1=0.5, beta_T=0.1)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "vp", "subvp", "ve", "edm"])
+def test_steps_marks_the_discrete_tables(kind):
+    """Schedule.steps is T for a beta table and None in continuous time: no attribute guessing."""
+    s = build_schedule(ScheduleConfig(kind=kind, T=50))
+    assert s.steps == (50 if kind in ("linear", "cosine") else None)
+    assert s.steps is None or s.steps == s.T
+
+
+@pytest.mark.parametrize("name,T", [("linear", 1000), ("cosine", 1000), ("linear", 100), ("cosine", 100),
+                                    ("linear", 7)])
+def test_sde_at_a_table_step_is_that_of_the_interval_below(name, T):
+    """At t = i / T, f = d log alpha / dt and g^2 = -sigma^2 d lambda / dt of ((i-1)/T, i/T), where a reverse step
+    from t = i / T goes (T = 100: i / T * T is an ulp above i at i = 7, 14, 28, 55, 56, below at 29, 57, 58)."""
+    s = DiscreteSchedule((linear_betas if name == "linear" else cosine_betas)(T))
+    off = {7, 14, 28, 29, 55, 56, 57, 58} if T == 100 else set()
+    i = torch.tensor(sorted({1, 2, 3, T // 3, T // 2, T - 1, T} | off))
+    t = s.time(i)
+    log_ab = torch.log(s.alpha_bars)
+    below = T * (log_ab[i] - log_ab[i - 1])  # d log alpha_bar / dt on ((i-1)/T, i/T)
+    assert torch.allclose(s.f(t), 0.5 * below, rtol=1e-12, atol=0)  # log alpha = log alpha_bar / 2
+    h = 1e-4 / T  # d lambda / dt from below, second-order one-sided differences inside the interval
+    dlam = (3 * s.log_snr(t) - 4 * s.log_snr(t - h) + s.log_snr(t - 2 * h)) / (2 * h)
+    assert torch.allclose(s.g2(t), -s.sigma(t) ** 2 * dlam, rtol=1e-6, atol=0)
+    assert torch.allclose(s.g2(t), -below, rtol=1e-12, atol=0)  # VP, log alpha_bar linear: g^2 = -d log alpha_bar / dt
+    up = i < T  # and not the interval above, whose slope differs for these increasing betas
+    above = T * (log_ab[i[up] + 1] - log_ab[i[up]])
+    assert bool(((s.f(t[up]) - 0.5 * above).abs() > 1e-6 * above.abs()).all())
+    on_grid = s.log_alpha_bar(s.time(torch.arange(T + 1)))  # the table (exactly where i / T * T == i)
+    assert torch.equal(on_grid, log_ab) if T != 100 else torch.allclose(on_grid, log_ab, rtol=1e-14, atol=1e-15)

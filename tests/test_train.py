@@ -1,6 +1,5 @@
 """Algorithm 1: index ranges, determinism, checkpoints, resume, EMA, and an end-to-end 2-D run."""
 import json
-import time
 
 import pytest
 import torch
@@ -10,11 +9,13 @@ from difflab.data.build import build_dataset
 from difflab.data.toy import eight_mode_ring
 from difflab.errors import UserError
 from difflab.losses.simple import sample_steps, simple_loss
-from difflab.prediction import PARAMETERIZATIONS, NetworkDenoiser
+from difflab.losses.objective import DiffusionObjective
+from difflab.precond import PARAMETERIZATIONS, Parameterization, Precond
 from difflab.samplers.generate import generate
 from difflab.schedules import DiscreteSchedule, build_schedule, linear_betas
 from difflab.schedules.grids import discrete_grid
 from difflab.train import loop
+from difflab.train.build import build_denoiser
 from difflab.train.ema import ema_beta
 from difflab.train.run import load_run
 from tests.oracles import ring_quality
@@ -33,13 +34,13 @@ def test_t_covers_1_to_T_inclusive():
 def test_training_feeds_every_t_including_T(monkeypatch):
     """The loop trains at t/T for t = 1..T: t = T must appear, t = 0 must not."""
     seen = []
-    real = loop.training_loss
+    real = DiffusionObjective.times
 
-    def spy(denoiser, schedule, x0, t, eps, **k):
-        seen.append(t.clone())
-        return real(denoiser, schedule, x0, t, eps, **k)
+    def spy(self, u):
+        seen.append(real(self, u))
+        return seen[-1]
 
-    monkeypatch.setattr(loop, "training_loss", spy)
+    monkeypatch.setattr(DiffusionObjective, "times", spy)
     cfg = build_config(base={**TOY, "schedule": {"T": 4}, "train": {**TOY["train"], "max_images": 64 * 20}})
     data = build_dataset(cfg.data)
     loop.train(cfg, data, _tmp(), progress=False, log=lambda s: None)
@@ -59,13 +60,16 @@ def test_simple_loss_is_zero_for_the_truth_and_eps_loss_is_algorithm_1(p):
     x0, eps = torch.randn(8, 2, generator=g), torch.randn(8, 2, generator=g)
     t = sample_steps(8, 1000, g).double() / 1000
     a, s = sched.alpha(t).float()[:, None], sched.sigma(t).float()[:, None]
-    targets = {"eps": eps, "x0": x0, "score": -eps / s, "v": a * eps - s * x0}
-    oracle = type("O", (torch.nn.Module,), {"forward": lambda self, x, tt, c: targets[p]})()
-    loss = simple_loss(NetworkDenoiser(oracle, sched, p), sched, x0, t, eps, p)
-    assert loss.abs().max() < 1e-8
-    zero = type("Z", (torch.nn.Module,), {"forward": lambda self, x, tt, c: torch.zeros_like(x)})()
+    st, sd = s / a, 0.5  # EDM's sigma~ and sigma_data: x0 = c_skip (x_t / a) + c_out F (EDM eq. 7, table 1)
+    c_skip, c_out = sd**2 / (st**2 + sd**2), st * sd / (st**2 + sd**2).sqrt()
+    targets = {"eps": eps, "x0": x0, "score": -eps / s, "v": a * eps - s * x0,
+               "edm": (x0 - c_skip * (a * x0 + s * eps) / a) / c_out}
+    oracle = type("O", (torch.nn.Module,), {"forward": lambda self, x, n, c: targets[p]})()
+    loss = simple_loss(Precond(oracle, sched, Parameterization(p)), x0, t, eps)
+    assert loss.abs().max() < (1e-8 if p != "edm" else 1e-6)  # edm's target carries float32 rounding of y
+    zero = type("Z", (torch.nn.Module,), {"forward": lambda self, x, n, c: torch.zeros_like(x)})()
     if p == "eps":
-        assert torch.allclose(simple_loss(NetworkDenoiser(zero, sched), sched, x0, t, eps), eps.pow(2).mean(1))
+        assert torch.allclose(simple_loss(Precond(zero, sched), x0, t, eps), eps.pow(2).mean(1))
 
 
 def test_ema_half_life_is_counted_in_images():
@@ -119,9 +123,9 @@ def test_data_that_does_not_fit_the_model_is_refused_before_writing(tmp_path):
         loop.train(cfg, build_dataset(cfg.data), tmp_path / "out", progress=False)
 
 
-def test_end_to_end_2d_mixture_within_60_seconds(tmp_path):
-    """Train the MLP on the 8-mode ring and sample it: stated quality in under a minute of CPU."""
-    t0 = time.process_time()  # CPU seconds of this process: robust to a busy machine
+def test_end_to_end_2d_mixture_with_bounded_work(tmp_path):
+    """Train the MLP on the 8-mode ring for 5,000 steps of 256 and sample 4,000 points in 250 steps: stated quality.
+    The work is bounded (steps, samples), never the time: speed belongs in bench/."""
     base = {"arch": "mlp", "data": {"name": "gmm", "num_points": 20000}, "mlp": {"hidden": 128, "depth": 3},
             "train": {"batch_size": 256, "max_images": 256 * 5000, "lr": 2e-3, "warmup_images": 5000,
                       "ema_half_life_images": 20000, "log_every": 100, "checkpoint_every_images": 10**9,
@@ -130,13 +134,11 @@ def test_end_to_end_2d_mixture_within_60_seconds(tmp_path):
     loop.train(cfg, build_dataset(cfg.data), tmp_path, progress=False, log=lambda s: None)
     run = load_run(tmp_path)
     sched = build_schedule(cfg.schedule)
-    x = generate(NetworkDenoiser(run.ema, sched, "eps"), (2,), 4000, sched, discrete_grid(1000, 250), seed=0,
+    x = generate(build_denoiser(cfg, run.ema), (2,), 4000, sched, discrete_grid(1000, 250), seed=0,
                  batch_size=4000).double()
-    elapsed = time.process_time() - t0
     gmm = eight_mode_ring()
     tv, on_mode = ring_quality(x, gmm)
-    print(f"2-D mixture: {elapsed:.1f} CPU s, mode TV {tv:.3f}, on-mode share {on_mode:.3f}")
-    assert elapsed < 60
+    print(f"2-D mixture: mode TV {tv:.3f}, on-mode share {on_mode:.3f}")
     assert tv < 0.06 and on_mode > 0.88  # measured: TV 0.017, on-mode 0.92 (true data: TV ~0.01, 0.989)
 
 
@@ -146,7 +148,7 @@ def test_learned_variance_trains_through_the_bound_and_samples(tmp_path):
     assert cfg.variance == "learned"
     loop.train(cfg, build_dataset(cfg.data), tmp_path, progress=False, log=lambda s: None)
     run = load_run(tmp_path)
-    den = NetworkDenoiser(run.ema, build_schedule(cfg.schedule), cfg.train.parameterization, True)
+    den = build_denoiser(cfg, run.ema)
     pred = den(torch.randn(8, 2), torch.full((8,), 0.5))
     assert pred.var_frac is not None and pred.var_frac.shape == (8, 2)
     x = generate(den, (2,), 16, den.schedule, discrete_grid(1000, 20), seed=0, variance="learned")

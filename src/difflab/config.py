@@ -12,10 +12,12 @@ import yaml
 
 from difflab.data.dataset import DataConfig
 from difflab.errors import UserError
+from difflab.latent.vae import VAEConfig
+from difflab.losses.objective import OBJECTIVES
+from difflab.nn.classifier import ClassifierConfig
 from difflab.nn.mlp import MLPConfig
 from difflab.nn.unet import UNetConfig
-from difflab.prediction import PARAMETERIZATIONS
-from difflab.losses.objective import OBJECTIVES
+from difflab.precond import Parameterization
 from difflab.reverse import VARIANCES
 from difflab.schedules.config import ScheduleConfig
 from difflab.train.precision import PRECISIONS
@@ -25,8 +27,12 @@ from difflab.train.precision import PRECISIONS
 class TrainConfig:
     """Algorithm 1 with AdamW, warm-up, clipping and EMA; amounts counted in images, not steps."""
 
-    parameterization: str = "eps"  # what the network predicts: eps, x0, score or v
-    objective: str = "simple"  # simple (Algorithm 1), elbo (the bound's own weights) or hybrid (simple + w * elbo)
+    parameterization: str = "eps"  # what the network's output is: eps, x0, score, v, or edm (EDM's F, with sigma_data)
+    objective: str = "simple"  # simple (Algorithm 1), elbo (the bound's own weights), hybrid (simple + w * elbo), edm
+    sigma_data: float = 0.5  # edm parameterization and objective: the data's standard deviation
+    edm_p_mean: float = -1.2  # edm objective: mean of ln sigma~ for training noise levels
+    edm_p_std: float = 1.2  # edm objective: standard deviation of ln sigma~
+    cond_dropout: float = 0.0  # class-conditional: probability an example trains with the null label instead
     learn_variance: bool = False  # the network also predicts the reverse variance (needs elbo or hybrid)
     hybrid_weight: float = 1e-3  # weight of the ELBO part of the hybrid objective
     batch_size: int = 64  # images per optimisation step
@@ -52,11 +58,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise UserError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise UserError(f"train.parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
+        Parameterization(self.parameterization, self.sigma_data)  # validates both
+        if not 0 <= self.cond_dropout < 1:
+            raise UserError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if self.edm_p_std <= 0:
+            raise UserError(f"train.edm_p_std must be positive, got {self.edm_p_std}")
         if self.objective not in OBJECTIVES:
             raise UserError(f"train.objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.learn_variance and self.objective == "simple":
+        if self.learn_variance and self.objective in ("simple", "edm"):
             raise UserError("train.learn_variance needs train.objective elbo or hybrid: the simple loss "
                             "does not see the variance")
         if self.precision not in PRECISIONS:
@@ -85,6 +94,7 @@ class SampleConfig:
     use_ema: bool = True  # sample from the EMA weights
     batch_size: int = 256  # samples per network call (results do not depend on it)
     seed: int = 0  # sample k uses its own noise stream from (seed, k)
+    classes: tuple[int, ...] = ()  # class-conditional models: labels to sample, cycled (empty: see docs/conditioning)
 
     def __post_init__(self) -> None:
         if self.variance not in VARIANCES + ("auto",):
@@ -99,22 +109,32 @@ class SampleConfig:
         _nonnegative(self, "steps", "nfe", "eta")
 
 
+MODELS = ("diffusion", "vae", "classifier")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; written next to its checkpoint."""
 
-    arch: str = "unet"  # network: unet (images) or mlp (2-D / tabular)
+    model: str = "diffusion"  # what is trained: diffusion, vae (an autoencoder by its ELBO) or classifier (p(y | x_t, t))
+    arch: str = "unet"  # diffusion network: unet (images) or mlp (2-D / tabular)
     data: DataConfig = field(default_factory=DataConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise UserError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.arch not in ("unet", "mlp"):
             raise UserError(f"arch must be 'unet' or 'mlp', got {self.arch!r}")
-        if not self.schedule.discrete and (self.train.objective != "simple" or self.train.learn_variance):
+        if self.model != "diffusion":
+            return
+        if not self.schedule.discrete and (self.train.objective in ("elbo", "hybrid") or self.train.learn_variance):
             raise UserError(f"train.objective={self.train.objective} and learn_variance need a discrete schedule "
                             f"(linear or cosine): the ELBO is a sum over steps; schedule.kind={self.schedule.kind} "
                             "trains by denoising score matching (objective simple)")

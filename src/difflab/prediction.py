@@ -11,12 +11,11 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from difflab.condition import Condition
 from difflab.schedules.base import Schedule
-from difflab.utils import append_dims
-
-Condition = Optional[Tensor]
+from difflab.utils import bcast
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,7 @@ class Prediction:
     x0: Tensor  # (B, ...) E[x_0 | x_t]
     eps: Tensor  # (B, ...) E[eps | x_t]
     var_frac: Optional[Tensor] = None  # (B, ...) in [0, 1]: learned reverse variance, between sigma_t^2 and beta_t
+    out: Optional[Tensor] = None  # (B, ...) the network's raw output F, when a network made this prediction
 
     @property
     def score(self) -> Tensor:
@@ -64,41 +64,15 @@ class Prediction:
 
 
 FROM = {"eps": Prediction.from_eps, "x0": Prediction.from_x0, "score": Prediction.from_score, "v": Prediction.from_v}
-PARAMETERIZATIONS = tuple(FROM)
+VIEWS = tuple(FROM)  # the x-space views a Prediction answers
 
-Denoiser = Callable[[Tensor, Tensor, Condition], Prediction]  # (x_t, t, cond) -> Prediction
+Denoiser = Callable[[Tensor, Tensor, Optional[Condition]], Prediction]  # (x_t, t float64 (B,), cond) -> Prediction
 
 
 def scales(schedule: Schedule, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
     """alpha(t), sigma(t) shaped (B, 1, ...) to broadcast against `like`, in its dtype."""
-    t = t.expand(like.shape[0]) if t.ndim == 0 else t
-    a = append_dims(schedule.alpha(t), like.ndim).to(like)
-    s = append_dims(schedule.sigma(t), like.ndim).to(like)
-    return a, s
-
-
-class NetworkDenoiser(nn.Module):
-    """Adapter: a raw network net(x_t, t, cond) predicting `parameterization` becomes a Denoiser.
-
-    With learn_variance the network returns twice the channels: the prediction, then v in [-1, 1] that sets
-    the reverse variance's interpolation fraction (v + 1) / 2 (improved DDPM).
-    """
-
-    def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str = "eps", learn_variance: bool = False):
-        super().__init__()
-        if parameterization not in FROM:
-            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
-        self.net, self.schedule, self.parameterization = net, schedule, parameterization
-        self.learn_variance = learn_variance
-
-    def forward(self, x_t: Tensor, t: Tensor, cond: Condition = None) -> Prediction:
-        t = t.expand(x_t.shape[0]) if t.ndim == 0 else t
-        alpha, sigma = scales(self.schedule, t, x_t)
-        out = self.net(x_t, t.to(x_t.dtype), cond)
-        if not self.learn_variance:
-            return FROM[self.parameterization](x_t, alpha, sigma, out)
-        out, v = out.chunk(2, dim=1)  # (B, C, ...) each
-        return replace(FROM[self.parameterization](x_t, alpha, sigma, out), var_frac=(v + 1) / 2)
+    t = torch.as_tensor(t, dtype=torch.float64).expand(like.shape[0])
+    return bcast(schedule.alpha(t), like), bcast(schedule.sigma(t), like)
 
 
 class ScoreFnDenoiser:
@@ -107,8 +81,7 @@ class ScoreFnDenoiser:
     def __init__(self, score_fn: Callable[[Tensor, Tensor, Tensor], Tensor], schedule: Schedule):
         self.score_fn, self.schedule = score_fn, schedule
 
-    def __call__(self, x_t: Tensor, t: Tensor, cond: Condition = None) -> Prediction:
-        t = t.expand(x_t.shape[0]) if t.ndim == 0 else t
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Optional[Condition] = None) -> Prediction:
         alpha, sigma = scales(self.schedule, t, x_t)
         return Prediction.from_score(x_t, alpha, sigma, self.score_fn(x_t, alpha, sigma))
 
@@ -117,3 +90,13 @@ def clip_x0(pred: Prediction, lo: float = -1.0, hi: float = 1.0) -> Prediction:
     """Clamp x0 to the data range and re-derive eps, keeping the prediction consistent."""
     clipped = Prediction.from_x0(pred.x_t, pred.alpha, pred.sigma, pred.x0.clamp(lo, hi))
     return replace(clipped, var_frac=pred.var_frac)
+
+
+class Clip:
+    """Denoiser transform: x0_hat clamped to the data range [lo, hi] (eps re-derived), as DDPM's sampler does."""
+
+    def __init__(self, denoiser: Denoiser, lo: float = -1.0, hi: float = 1.0):
+        self.denoiser, self.lo, self.hi = denoiser, lo, hi
+
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Optional[Condition] = None) -> Prediction:
+        return clip_x0(self.denoiser(x_t, t, cond), self.lo, self.hi)

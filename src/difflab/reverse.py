@@ -14,6 +14,7 @@ from torch import Tensor
 from difflab.errors import UserError
 from difflab.prediction import Prediction
 from difflab.schedules.base import Schedule
+from difflab.utils import bcast
 
 VARIANCES = ("posterior", "beta", "learned")
 
@@ -42,8 +43,7 @@ def check_variance(variance: str) -> None:
 
 def reverse_mean(step: Step, pred: Prediction) -> Tensor:
     """mu_theta(x_t) = mu_q(x_t, x0_hat): the seed's Interpretation 1 (and 2, 3 after substitution)."""
-    dt = pred.x_t.dtype
-    return _b(step.c_xt, pred.x_t).to(dt) * pred.x_t + _b(step.c_x0, pred.x_t).to(dt) * pred.x0
+    return bcast(step.c_xt, pred.x_t) * pred.x_t + bcast(step.c_x0, pred.x_t) * pred.x0
 
 
 def reverse_logvar(step: Step, pred: Prediction, variance: str, floor: Tensor | None = None) -> Tensor:
@@ -60,11 +60,5 @@ def reverse_logvar(step: Step, pred: Prediction, variance: str, floor: Tensor | 
         if pred.var_frac is None:
             raise UserError("variance 'learned' needs a model trained with train.learn_variance=true")
         f = pred.var_frac  # (B, ...) in [0, 1]: log Sigma = f log beta + (1 - f) log sigma_t^2 (improved DDPM)
-        return f * _b(torch.log(step.beta), f).to(f.dtype) + (1 - f) * _b(torch.log(post), f).to(f.dtype)
-    return _b(lv, pred.x_t).to(pred.x_t.dtype).expand_as(pred.x_t)
-
-
-def _b(v: Tensor, like: Tensor) -> Tensor:
-    """Broadcast a scalar or (B,) coefficient against a (B, ...) tensor, on its device."""
-    v = v.to(like.device)
-    return v.reshape(v.shape + (1,) * (like.ndim - v.ndim)) if v.ndim else v
+        return f * bcast(torch.log(step.beta), f) + (1 - f) * bcast(torch.log(post), f)
+    return bcast(lv, pred.x_t).expand_as(pred.x_t)

@@ -10,18 +10,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from difflab.condition import LABEL, Condition, check_condition
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.build import build_dataset
-from difflab.data.dataset import to_uint8
+from difflab.data.dataset import DataSpec, to_uint8
 from difflab.eval.grid import save_grid
 from difflab.eval.plots import forward_frames, plot_loss, plot_points, plot_strip, read_metrics
 from difflab.errors import UserError
+from difflab.prediction import Clip, Denoiser
 from difflab.samplers.calibrate import calibrate_grid
 from difflab.samplers.generate import generate
-from difflab.samplers.noise import NoiseSource
+from difflab.noise import NoiseSource
 from difflab.samplers.registry import SamplerSpec, get_sampler
 from difflab.schedules.grids import discrete_grid, make_grid
-from difflab.train.build import build_denoiser, build_schedule
+from difflab.train.build import build_denoiser, build_schedule, model_classes
 from difflab.train.distributed import is_main_process
 from difflab.train.loop import TrainResult, train
 from difflab.train.progress import Progress
@@ -56,7 +58,7 @@ def sampler_plan(cfg: RunConfig, sc: SampleConfig, schedule, denoiser=None, shap
     grid_name = spec.grid_for(schedule) if sc.grid == "auto" else sc.grid  # an explicit bad grid: make_grid's error
     if sc.sampler == "rk45":
         return spec, make_grid("uniform", schedule, 2), options
-    steps = spec.steps_for_nfe(sc.sampler, sc.nfe, options) if sc.nfe else (sc.steps or getattr(schedule, "T", 100))
+    steps = spec.steps_for_nfe(sc.sampler, sc.nfe, options) if sc.nfe else (sc.steps or schedule.steps or 100)
     if grid_name == "calibrated":
         if denoiser is None:
             raise UserError("the calibrated grid is fitted to a model: sample from a run (difflab sample)")
@@ -78,18 +80,18 @@ def sample_run(run: LoadedRun, out: str | Path, sc: SampleConfig, *, log: Log = 
     device = next(net.parameters()).device
     schedule = denoiser.schedule
     shape = run.shape
+    cond = sample_condition(run, sc)
     spec, grid, options = sampler_plan(cfg, sc, schedule, denoiser, shape, log)
     batches = -(-sc.num_samples // sc.batch_size)
     bar = Progress((len(grid) - 1) * batches, "sample", "step", every=max(1, (len(grid) - 1) // 4), log=log,
                    enabled=progress)
-    clip = (-1.0, 1.0) if sc.clip and len(shape) == 3 else None  # images live in [-1, 1]
     t0 = time.time()
     with torch.no_grad():
-        x = generate(denoiser, shape, sc.num_samples, schedule, grid, seed=sc.seed, batch_size=sc.batch_size,
-                     device=device, clip=clip, on_step=bar.update, sampler=spec.fn, **options)
+        x = generate(clipped(denoiser, run.spec, sc.clip), shape, sc.num_samples, schedule, grid, seed=sc.seed,
+                     batch_size=sc.batch_size, cond=cond, device=device, on_step=bar.update, sampler=spec.fn, **options)
     bar.close()
     secs = time.time() - t0
-    if x.ndim == 4:
+    if run.spec.is_image:
         save_grid(x, out / f"{name}.png")
         imgs = to_uint8(x).transpose(0, 2, 3, 1)  # (N, H, W, C)
         np.savez_compressed(out / f"{name}.npz", images=imgs[..., 0] if imgs.shape[-1] == 1 else imgs)
@@ -99,6 +101,28 @@ def sample_run(run: LoadedRun, out: str | Path, sc: SampleConfig, *, log: Log = 
         np.savez_compressed(out / f"{name}.npz", samples=x.numpy())
     log(f"wrote {sc.num_samples} samples to {out / (name + '.png')} in {secs:.0f}s")
     return x, secs
+
+
+def clipped(denoiser: Denoiser, spec: DataSpec, clip: bool = True) -> Denoiser:
+    """x0_hat clipped to the data's range when it has one and clipping is asked for (DDPM's sampler)."""
+    return Clip(denoiser, *spec.value_range) if clip and spec.value_range is not None else denoiser
+
+
+def sample_condition(run: LoadedRun, sc: SampleConfig) -> Condition | None:
+    """The labels to sample: sample.classes cycled over the samples; without them a class-conditional model samples
+    unconditionally if it was trained with condition dropout, else sample k gets class k mod C."""
+    net = run.ema
+    if not sc.classes:
+        if not net.conditions:
+            return None
+        nc = run.spec.num_classes or model_classes(run.cfg)[0]
+        if run.cfg.train.cond_dropout > 0:
+            return Condition.labels(torch.zeros(sc.num_samples), nc).null()
+        return Condition.labels(torch.arange(sc.num_samples) % nc, nc)
+    check_condition(net.conditions, (LABEL,))
+    nc = model_classes(run.cfg)[0]
+    classes = torch.tensor(sc.classes)
+    return Condition.labels(classes[torch.arange(sc.num_samples) % len(classes)], nc)
 
 
 def trajectory_figures(run: LoadedRun, out: Path, n: int = 4, seed: int = 0, cols: int = 8) -> None:
@@ -119,10 +143,10 @@ def trajectory_figures(run: LoadedRun, out: Path, n: int = 4, seed: int = 0, col
             frames.append(x.cpu())
             ftimes.append(step)
 
-    denoiser = build_denoiser(cfg, run.ema)
+    denoiser = clipped(build_denoiser(cfg, run.ema), run.spec, cfg.sample.clip)
     x = generate(denoiser, x0.shape[1:], n, schedule, discrete_grid(T), seed=seed + 10_000, callback=grab,
-                 device=next(run.ema.parameters()).device,
-                 variance=cfg.variance, clip=(-1.0, 1.0) if cfg.sample.clip else None)
+                 cond=sample_condition(run, replace(cfg.sample, num_samples=n)),
+                 device=next(run.ema.parameters()).device, variance=cfg.variance)
     frames.append(x)
     ftimes.append(0)
     plot_strip(frames, ftimes, out / "reverse.png", "reverse process p_theta(x_{t-1} | x_t): noise to data")

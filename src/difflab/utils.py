@@ -1,6 +1,8 @@
 """Small shared helpers."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -9,3 +11,13 @@ def append_dims(v: Tensor, ndim: int) -> Tensor:
     """Broadcast a per-sample tensor of shape (B,) (or scalar) against a (B, ...) tensor of `ndim` dims."""
     v = torch.as_tensor(v)
     return v.reshape(v.shape + (1,) * (ndim - v.ndim))
+
+
+def bcast(v: Tensor | float, like: Tensor) -> Tensor:
+    """A scalar or (B,) coefficient (often float64) shaped (B, 1, ...) in the dtype and on the device of `like`."""
+    return append_dims(torch.as_tensor(v), like.ndim).to(like.device, like.dtype)
+
+
+def bits_per_dim(nats: Tensor | float, dims: int) -> Tensor | float:
+    """nats per example -> bits per dimension: nats / (D ln 2)."""
+    return nats / (dims * math.log(2))

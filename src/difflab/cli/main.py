@@ -82,18 +82,24 @@ def make_parser() -> Parser:
     s.add_argument("--variance", choices=["posterior", "beta"], help="sigma_t^2 of Algorithm 2")
     s.add_argument("--no-clip", action="store_true", help="do not clip predicted x0 to [-1, 1]")
     s.add_argument("--live", action="store_true", help="use the live weights instead of the EMA")
+    s.add_argument("--class", dest="classes", metavar="K[,K...]",
+                   help="class-conditional runs: the class(es) to sample, cycled over the samples (sets sample.classes)")
     _common(s, config=False)
 
     v = sub.add_parser("vae", help="train a VAE or hierarchical VAE by its ELBO and report the bound",
                        description="Train a convolutional VAE (vae.levels=1) or a Markovian hierarchical VAE "
-                                   "(vae.levels>1) by its ELBO; writes vae.safetensors, samples.png, recon.png, "
-                                   "metrics.jsonl and report.md with the bound term by term on the test split.")
-    v.add_argument("--config", help="YAML file with sections data, vae and top-level training keys")
+                                   "(vae.levels>1) by its ELBO through the training loop of `difflab train` (EMA, "
+                                   "checkpoints, --resume, torchrun); writes checkpoint.safetensors, samples.png, "
+                                   "recon.png, metrics.jsonl and report.md with the bound term by term on the test "
+                                   "split.")
+    v.add_argument("--config", help="YAML file with sections data, vae and train")
     v.add_argument("--out", default="runs/vae", help="run folder (default: runs/vae)")
     v.add_argument("--levels", type=int, help="latent levels (sets vae.levels)")
-    v.add_argument("--minutes", type=float, help="training time budget (sets minutes)")
-    v.add_argument("--max-images", type=int, help="stop after this many images (sets max_images)")
-    _common(v, example="lr=1e-3 --set vae.width=64")
+    v.add_argument("--minutes", type=float, help="training time budget (sets train.minutes)")
+    v.add_argument("--max-images", type=int, help="stop after this many images (sets train.max_images)")
+    v.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint in --out")
+    v.add_argument("--eval-images", type=int, default=512, help="test images for the reported bound (default: 512)")
+    _common(v, example="train.lr=1e-3 --set vae.width=64")
 
     e = sub.add_parser("eval", help="evaluate a trained run (nll: the ELBO in bits/dim)",
                        description="Evaluate a trained run.")
@@ -227,13 +233,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
     sc = run.cfg.sample
     changes = {k: v for k, v in {"num_samples": args.num, "steps": args.steps, "seed": args.seed,
                                  "variance": args.variance, "sampler": args.sampler, "grid": args.grid,
-                                 "nfe": args.nfe, "eta": args.eta}.items() if v is not None}
+                                 "nfe": args.nfe, "eta": args.eta, "classes": _classes(args.classes)}.items()
+               if v is not None}
     sc = replace(sc, **changes, clip=sc.clip and not args.no_clip, use_ema=sc.use_ema and not args.live)
     if run.cfg.schedule.discrete and sc.steps > run.cfg.schedule.T:
         raise UserError(f"--steps must be at most T = {run.cfg.schedule.T}, got {sc.steps}")
     out = args.out or (args.run if Path(args.run).is_dir() else str(Path(args.run).parent))
     sample_run(run, out, sc, name=args.name, log=_log(args), progress=not args.quiet)
     return 0
+
+
+def _classes(text: str | None) -> tuple[int, ...] | None:
+    """'7' or '0,1,2' -> (7,) or (0, 1, 2)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--class takes class indices like 7 or 0,1,2, got {text!r}") from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -259,14 +276,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_vae(args: argparse.Namespace) -> int:
-    from difflab.config import apply_overrides, from_dict, load_yaml
-    from difflab.train.vae import VAERunConfig, train_vae
+    from difflab.config import build_config, load_yaml, merge
+    from difflab.train.vae import VAE_DEFAULTS, train_vae
 
     flags = [f"vae.levels={args.levels}"] if args.levels is not None else []
-    flags += [f"minutes={args.minutes}"] if args.minutes is not None else []
-    flags += [f"max_images={args.max_images}"] if args.max_images is not None else []
-    d = apply_overrides(load_yaml(args.config) if args.config else {}, flags + args.set)
-    train_vae(from_dict(VAERunConfig, d), args.out, log=_log(args), progress=not args.quiet)
+    flags += [f"train.minutes={args.minutes}"] if args.minutes is not None else []
+    flags += [f"train.max_images={args.max_images}"] if args.max_images is not None else []
+    if args.eval_images < 2:
+        raise UserError(f"--eval-images must be at least 2, got {args.eval_images}")
+    base = _resume_base(Path(args.out)) if args.resume else None
+    base = merge(base if base is not None else VAE_DEFAULTS, load_yaml(args.config) if args.config else {})
+    cfg = build_config(None, flags + args.set, base=base)
+    if cfg.model != "vae":
+        raise UserError(f"difflab vae trains model=vae, not {cfg.model!r}: drop model from the config")
+    train_vae(cfg, args.out, resume=args.resume, eval_images=args.eval_images, log=_log(args),
+              progress=not args.quiet)
     return 0
 
 

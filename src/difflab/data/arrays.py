@@ -100,7 +100,8 @@ def load_npz(path: str) -> ImageData:
     if images.size == 0:
         raise UserError(f"{file}: array {image_key!r} is empty (shape {images.shape}); save at least one image")
     x = _to_unit(_to_nchw(images, file), image_key, file)  # (N, C, H, W)
+    pixels = {"quantized": not np.issubdtype(images.dtype, np.floating), "value_range": (-1.0, 1.0)}
     if raw_labels is None:
-        return ImageData(x=x)
+        return ImageData(x=x, **pixels)
     labels, num_classes = _labels(raw_labels, label_key, len(x), file)
-    return ImageData(x=x, labels=labels, num_classes=num_classes)
+    return ImageData(x=x, labels=labels, num_classes=num_classes, **pixels)

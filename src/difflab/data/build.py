@@ -1,6 +1,7 @@
 """Build the dataset a DataConfig names: load it, then apply limit / channels / image_size uniformly."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 
 from difflab.data.arrays import load_npz
-from difflab.data.dataset import DATASET_NAMES, DataConfig, ImageData, to_unit_range
+from difflab.data.dataset import DATASET_NAMES, PIXELS, DataConfig, ImageData, to_uint8, to_unit_range
 from difflab.data.folder import load_folder
 from difflab.data.mnist import load_mnist
 from difflab.data.toy import gaussian_mixture, swiss_roll, two_moons
@@ -22,7 +23,7 @@ def _mnist(cfg: DataConfig) -> ImageData:
     images, labels = load_mnist(cfg.split)
     stop = cfg.limit or None  # slice before converting: saves memory for small limits
     x = to_unit_range(images[:stop])[:, None]  # (N, 28, 28) -> (N, 1, 28, 28)
-    return ImageData(x=x, labels=torch.from_numpy(labels[:stop].astype(np.int64)), num_classes=10)
+    return ImageData(x=x, labels=torch.from_numpy(labels[:stop].astype(np.int64)), num_classes=10, **PIXELS)
 
 
 _LOADERS: dict[str, Callable[[DataConfig], ImageData]] = {
@@ -41,7 +42,7 @@ def _limit(data: ImageData, limit: int) -> ImageData:
     if not limit or limit >= len(data):
         return data
     labels = None if data.labels is None else data.labels[:limit]
-    return ImageData(x=data.x[:limit], labels=labels, num_classes=data.num_classes)
+    return replace(data, x=data.x[:limit], labels=labels)
 
 
 def _channels(data: ImageData, channels: int) -> ImageData:
@@ -55,7 +56,7 @@ def _channels(data: ImageData, channels: int) -> ImageData:
         x = torch.einsum("nchw,c->nhw", data.x, _LUMA)[:, None]  # (N, 3, H, W) -> (N, 1, H, W)
     else:
         raise UserError(f"cannot convert {have}-channel images to {channels} channels: set data.channels to 0 or store 1 or 3 channels")
-    return ImageData(x=x, labels=data.labels, num_classes=data.num_classes)
+    return replace(data, x=x)
 
 
 def _resize(data: ImageData, size: int) -> ImageData:
@@ -69,7 +70,9 @@ def _resize(data: ImageData, size: int) -> ImageData:
             img = Image.fromarray(src[n, c]).resize((size, size), Image.Resampling.BILINEAR)
             out[n, c] = np.asarray(img)
     x = torch.from_numpy(out).clamp_(-1.0, 1.0)
-    return ImageData(x=x, labels=data.labels, num_classes=data.num_classes)
+    if data.quantized:  # back onto the 8-bit grid, as the resized image saved as a PNG would be
+        x = to_unit_range(to_uint8(x))
+    return replace(data, x=x)
 
 
 def build_dataset(cfg: DataConfig) -> ImageData:

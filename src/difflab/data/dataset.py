@@ -14,6 +14,41 @@ TOY_SETS = ("moons", "swiss_roll", "gmm")  # x is (N, D): points, not images
 DATASET_NAMES = IMAGE_SETS + TOY_SETS
 
 
+@dataclass(frozen=True)
+class DataSpec:
+    """What the data is, carried by datasets and checkpoints (no guessing from shapes): the ELBO's decoder, clipping,
+    how samples are written and which conditions exist all read it."""
+
+    shape: tuple[int, ...]  # one example: (C, H, W) images, (D,) points or rows
+    quantized: bool = False  # 8-bit values on the grid k / 127.5 - 1: the bound uses the discretized decoder
+    value_range: tuple[float, float] | None = None  # the data's range (samples are clipped to it); None: unbounded
+    space: str = "pixel"  # pixel (the data itself) or latent (an autoencoder's codes)
+    num_classes: int = 0  # labels in [0, num_classes); 0: unlabelled
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
+        if self.value_range is not None:
+            object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
+
+    @property
+    def is_image(self) -> bool:
+        """Pixel images (C, H, W): written as PNG grids."""
+        return self.space == "pixel" and len(self.shape) == 3
+
+    def to_dict(self) -> dict:
+        return {"shape": list(self.shape), "quantized": self.quantized,
+                "value_range": list(self.value_range) if self.value_range else None, "space": self.space,
+                "num_classes": self.num_classes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataSpec":
+        return cls(tuple(d["shape"]), bool(d["quantized"]), d.get("value_range"), d.get("space", "pixel"),
+                   int(d.get("num_classes", 0)))
+
+
+PIXELS = {"quantized": True, "value_range": (-1.0, 1.0)}  # 8-bit images mapped to [-1, 1]
+
+
 @dataclass(frozen=True, eq=False)
 class ImageData:
     """A whole dataset in memory: x is (N, C, H, W) float32 in [-1, 1] for images, (N, D) for toy point sets."""
@@ -21,6 +56,12 @@ class ImageData:
     x: Tensor  # (N, C, H, W) or (N, D), float32
     labels: Tensor | None = None  # (N,) int64, or None when unlabelled
     num_classes: int | None = None  # labels lie in [0, num_classes) when given
+    quantized: bool = False  # 8-bit values (k / 127.5 - 1)
+    value_range: tuple[float, float] | None = None  # bounded data (images: (-1, 1)); None for points
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(self.shape, self.quantized, self.value_range, "pixel", self.num_classes or 0)
 
     def __post_init__(self) -> None:
         """Check the invariants every loader must keep."""

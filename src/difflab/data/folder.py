@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from difflab.data.dataset import ImageData, to_unit_range
+from difflab.data.dataset import PIXELS, ImageData, to_unit_range
 from difflab.errors import UserError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -77,4 +77,4 @@ def load_folder(path: str, image_size: int = 0, channels: int = 0, limit: int = 
     if channels == 0 and any(a.shape[2] == 3 for a in arrays):  # mixed gray and colour: promote gray to RGB
         arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
     x = to_unit_range(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
-    return ImageData(x=x, labels=labels, num_classes=num_classes)
+    return ImageData(x=x, labels=labels, num_classes=num_classes, **PIXELS)

@@ -5,7 +5,8 @@ import torch
 from torch import Tensor
 
 from difflab.data.toy import GaussianMixture
-from difflab.prediction import Condition, Prediction, scales
+from difflab.condition import Condition
+from difflab.prediction import Prediction, scales
 from difflab.schedules.base import Schedule
 
 
@@ -15,7 +16,7 @@ class MixtureDenoiser:
     def __init__(self, gmm: GaussianMixture, schedule: Schedule):
         self.gmm, self.schedule = gmm, schedule
 
-    def __call__(self, x_t: Tensor, t: Tensor, cond: Condition = None) -> Prediction:
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Condition | None = None) -> Prediction:
         t = t.expand(x_t.shape[0]) if t.ndim == 0 else t
         alpha, sigma = scales(self.schedule, t.double(), x_t)
         a64, s64 = self.schedule.alpha(t.double()).cpu(), self.schedule.sigma(t.double()).cpu()

@@ -7,10 +7,13 @@ from typing import Callable
 
 import torch
 
+from difflab.condition import Condition
 from difflab.data.build import build_dataset
 from difflab.errors import UserError
 from difflab.losses.elbo import elbo_exact, elbo_importance
+from difflab.precond import Precond
 from difflab.train.build import build_denoiser
+from difflab.utils import bits_per_dim
 from difflab.train.progress import Progress
 from difflab.train.run import LoadedRun
 
@@ -33,7 +36,7 @@ class NLLReport:
     variance: str
 
     def bpd(self, nats: float) -> float:
-        return nats / (self.dims * math.log(2))
+        return bits_per_dim(nats, self.dims)
 
     def table(self) -> str:
         rows = [("L_0 (reconstruction)", self.L0), ("sum L_{t-1} (denoising)", self.Lt), ("L_T (prior)", self.LT)]
@@ -70,19 +73,68 @@ class ODEReport:
     trace: str
 
     def table(self) -> str:
-        bpd = self.nats / (self.dims * math.log(2))
+        bpd = bits_per_dim(self.nats, self.dims)
         return (f"probability-flow ODE likelihood on {self.images} {self.split} images ({self.trace} trace, "
                 f"{self.nfe:.0f} evaluations per solve)\n"
                 f"{'negative log-likelihood':<26}{self.nats:>14.2f} nats/image\n"
-                f"{'bits/dim':<26}{bpd:>14.4f}  +- {self.stderr / (self.dims * math.log(2)):.4f} (1 s.e.)")
+                f"{'bits/dim':<26}{bpd:>14.4f}  +- {bits_per_dim(self.stderr, self.dims):.4f} (1 s.e.)")
 
 
 def evaluate_ode_nll(run: LoadedRun, *, split: str = "test", num_images: int = 256, exact_trace: bool = False,
                      rtol: float = 1e-5, atol: float = 1e-5, seed: int = 0, batch_size: int = 64, use_ema: bool = True,
                      log: Callable[[str], None] = print, progress: bool = True) -> ODEReport:
-    """-log p(x) by the probability-flow ODE; images are dequantized uniformly and pay the 8-bit bin volume."""
-    from difflab.eval.ode_likelihood import bits_per_dim, dequantize, ode_log_likelihood
+    """-log p(x) by the probability-flow ODE; 8-bit images are dequantized uniformly and pay the bin volume."""
+    from difflab.eval.ode_likelihood import dequantize, discrete_nll, ode_log_likelihood
 
+    g = torch.Generator().manual_seed(seed)
+    quantized = run.spec.quantized
+    nfes = []
+
+    def one(denoiser: Precond, x0: torch.Tensor, cond: Condition | None) -> tuple[torch.Tensor, ...]:
+        x = dequantize(x0, g).to(x0.dtype) if quantized else x0
+        r = ode_log_likelihood(denoiser, denoiser.schedule, x, cond=cond, exact_trace=exact_trace, rtol=rtol,
+                               atol=atol, generator=g)
+        nfes.append(r.nfe)
+        return (discrete_nll(r.log_p, x0[0].numel(), 256 if quantized else None).cpu(),)
+
+    (nats,), where = evaluate_split(run, one, split=split, num_images=num_images, batch_size=batch_size,
+                                    use_ema=use_ema, log=log, progress=progress)
+    return ODEReport(nats.mean().item(), nats.std().item() / math.sqrt(len(nats)), math.prod(run.spec.shape), len(nats), sum(nfes) / len(nfes), where,
+                     "exact" if exact_trace else "Hutchinson")
+
+
+def per_image_terms(run: LoadedRun, *, split: str = "test", num_images: int = 256, method: str = "importance",
+                    num_t: int = 64, variance: str | None = None, seed: int = 0, batch_size: int = 64,
+                    use_ema: bool = True, log: Callable[[str], None] = print, progress: bool = True):
+    """(L0, sum L_{t-1}, L_T) per image in nats, dims, the data's name, the variance used; draws depend on seed only."""
+    if method not in METHODS:
+        raise UserError(f"--method must be one of {METHODS}, got {method!r}")
+    cfg = run.cfg
+    if not cfg.schedule.discrete:
+        raise UserError(f"the ELBO needs a discrete schedule; this run uses schedule.kind={cfg.schedule.kind}: "
+                        "use --method ode")
+    variance = variance or cfg.variance
+    discrete = run.spec.quantized  # 8-bit data: discretized decoder; otherwise a continuous density
+    g = torch.Generator().manual_seed(seed)
+
+    def one(denoiser: Precond, x0: torch.Tensor, cond: Condition | None) -> tuple[torch.Tensor, ...]:
+        if method == "exact":
+            e = elbo_exact(denoiser, denoiser.schedule, x0, variance=variance, discrete=discrete, cond=cond, generator=g)
+            return e.L0, e.Lt.sum(1), e.LT
+        e = elbo_importance(denoiser, denoiser.schedule, x0, num_t, variance=variance, discrete=discrete,
+                            cond=cond, generator=g)
+        return e.L0, e.Lt, e.LT
+
+    (L0, Lt, LT), where = evaluate_split(run, one, split=split, num_images=num_images, batch_size=batch_size,
+                                         use_ema=use_ema, log=log, progress=progress)
+    return L0, Lt, LT, math.prod(run.spec.shape), where, variance
+
+
+def evaluate_split(run: LoadedRun, fn: Callable[[Precond, torch.Tensor, Condition | None], tuple[torch.Tensor, ...]],
+                   *, split: str = "test", num_images: int = 256, batch_size: int = 64, use_ema: bool = True,
+                   log: Callable[[str], None] = print, progress: bool = True) -> tuple[list[torch.Tensor], str]:
+    """The one driver that evaluates a split: fn(denoiser, x0, cond) -> per-image tensors over batches of the first
+    num_images examples (MNIST: of `split`; other data: the training data), concatenated; and the split's name."""
     if num_images < 2:
         raise UserError(f"--num-images must be at least 2 for an error bar, got {num_images}")
     cfg = run.cfg
@@ -92,62 +144,13 @@ def evaluate_ode_nll(run: LoadedRun, *, split: str = "test", num_images: int = 2
     net.eval()
     denoiser = build_denoiser(cfg, net)
     device = next(net.parameters()).device
-    g = torch.Generator().manual_seed(seed)
-    nll, nfes = [], []
-    bar = Progress(-(-len(data.x) // batch_size), "nll", "batch", every=1, log=log, enabled=progress)
-    for i in range(0, len(data.x), batch_size):
-        x0 = data.x[i: i + batch_size].to(device)
-        cond = data.labels[i: i + batch_size].to(device) if getattr(net.cfg, "num_classes", 0) else None
-        images = x0.ndim == 4
-        x = dequantize(x0, g).to(x0.dtype) if images else x0
-        r = ode_log_likelihood(denoiser, denoiser.schedule, x, cond=cond, exact_trace=exact_trace, rtol=rtol,
-                               atol=atol, generator=g)
-        dims = x0[0].numel()
-        nll.append(bits_per_dim(r.log_p, dims, 256 if images else None).cpu() * dims * math.log(2))
-        nfes.append(r.nfe)
+    takes_labels = bool(net.conditions) and data.labels is not None
+    parts = []
+    bar = Progress(-(-len(data) // batch_size), "nll", "batch", every=1, log=log, enabled=progress)
+    for i in range(0, len(data), batch_size):
+        cond = Condition.labels(data.labels[i: i + batch_size], data.num_classes).to(device) if takes_labels else None
+        parts.append(tuple(v.cpu() for v in fn(denoiser, data.x[i: i + batch_size].to(device), cond)))
         bar.update(1)
     bar.close()
-    nats = torch.cat(nll)
     where = dcfg.split if cfg.data.name == "mnist" else f"{cfg.data.name} (training data)"
-    return ODEReport(nats.mean().item(), nats.std().item() / math.sqrt(len(nats)), data.x[0].numel(), len(nats),
-                     sum(nfes) / len(nfes), where, "exact" if exact_trace else "Hutchinson")
-
-
-def per_image_terms(run: LoadedRun, *, split: str = "test", num_images: int = 256, method: str = "importance",
-                    num_t: int = 64, variance: str | None = None, seed: int = 0, batch_size: int = 64,
-                    use_ema: bool = True, log: Callable[[str], None] = print, progress: bool = True):
-    """(L0, sum L_{t-1}, L_T) per image in nats, dims, the data's name, the variance used; draws depend on seed only."""
-    if method not in METHODS:
-        raise UserError(f"--method must be one of {METHODS}, got {method!r}")
-    if num_images < 2:
-        raise UserError(f"--num-images must be at least 2 for an error bar, got {num_images}")
-    cfg = run.cfg
-    if not cfg.schedule.discrete:
-        raise UserError(f"the ELBO needs a discrete schedule; this run uses schedule.kind={cfg.schedule.kind}: "
-                        "use --method ode")
-    variance = variance or cfg.variance
-    dcfg = replace(cfg.data, limit=num_images, split=split if cfg.data.name == "mnist" else cfg.data.split)
-    data = build_dataset(dcfg)
-    x = data.x
-    discrete = x.ndim == 4  # images: discretized decoder on 8-bit pixels; points: continuous density
-    net = run.ema if use_ema else run.net
-    denoiser = build_denoiser(cfg, net)
-    device = next(net.parameters()).device
-    g = torch.Generator().manual_seed(seed)
-    parts: list[tuple[torch.Tensor, ...]] = []
-    bar = Progress(-(-len(x) // batch_size), "nll", "batch", every=1, log=log, enabled=progress)
-    for i in range(0, len(x), batch_size):
-        x0 = x[i: i + batch_size].to(device)
-        cond = data.labels[i: i + batch_size].to(device) if getattr(net.cfg, "num_classes", 0) else None
-        if method == "exact":
-            e = elbo_exact(denoiser, denoiser.schedule, x0, variance=variance, discrete=discrete, cond=cond, generator=g)
-            parts.append((e.L0, e.Lt.sum(1), e.LT))
-        else:
-            e = elbo_importance(denoiser, denoiser.schedule, x0, num_t, variance=variance, discrete=discrete,
-                                cond=cond, generator=g)
-            parts.append((e.L0, e.Lt, e.LT))
-        bar.update(1)
-    bar.close()
-    L0, Lt, LT = (torch.cat(p) for p in zip(*parts))
-    where = dcfg.split if cfg.data.name == "mnist" else f"{cfg.data.name} (training data)"
-    return L0, Lt, LT, x[0].numel(), where, variance
+    return [torch.cat(p) for p in zip(*parts)], where

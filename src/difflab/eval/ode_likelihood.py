@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from difflab.errors import UserError
-from difflab.prediction import Condition, Denoiser
+from difflab.condition import Condition
+from difflab.prediction import Denoiser
 from difflab.samplers.rk45 import dopri5, flow_in_log_sigma, log_sigma_tilde
 from difflab.schedules.base import Schedule
 
@@ -44,7 +45,7 @@ def divergence(v: Tensor, y: Tensor, probe: Optional[Tensor]) -> Tensor:
     return div
 
 
-def ode_log_likelihood(denoiser: Denoiser, schedule: Schedule, x: Tensor, *, cond: Condition = None,
+def ode_log_likelihood(denoiser: Denoiser, schedule: Schedule, x: Tensor, *, cond: Optional[Condition] = None,
                        exact_trace: bool = False, rtol: float = 1e-5, atol: float = 1e-5, t_min: float | None = None,
                        generator: torch.Generator | None = None,
                        prior: Optional[Callable[[Tensor], Tensor]] = None) -> ODELikelihood:
@@ -59,7 +60,7 @@ def ode_log_likelihood(denoiser: Denoiser, schedule: Schedule, x: Tensor, *, con
 
     def evaluate(xx: Tensor, t: Tensor):
         calls[0] += 1
-        return denoiser(xx.to(x.dtype), t.to(x.dtype).expand(xx.shape[0]).to(xx.device), cond)
+        return denoiser(xx.to(x.dtype), t.to(torch.float64).expand(xx.shape[0]).to(xx.device), cond)
 
     flow, _ = flow_in_log_sigma(evaluate, schedule)
     shape, D = x.shape, x[0].numel()
@@ -89,7 +90,6 @@ def dequantize(x: Tensor, generator: torch.Generator | None = None, bins: int = 
     return x.double() + (u - 0.5) * 2 / (bins - 1)
 
 
-def bits_per_dim(log_p: Tensor, dims: int, bins: int | None = 256) -> Tensor:
-    """-log P / (D ln 2); for dequantized data log P(k) >= log p(x + u) + D log(2 / (bins - 1)) (bin volume)."""
-    volume = dims * math.log(2 / (bins - 1)) if bins else 0.0
-    return -(log_p + volume) / (dims * math.log(2))
+def discrete_nll(log_p: Tensor, dims: int, bins: int | None = 256) -> Tensor:
+    """-log P in nats; for dequantized data log P(k) >= log p(x + u) + D log(2 / (bins - 1)) (the bin volume)."""
+    return -(log_p + (dims * math.log(2 / (bins - 1)) if bins else 0.0))

@@ -10,7 +10,6 @@ and -ELBO = rec + sum_l KL_l, an upper bound on -log p(x).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +19,8 @@ from torch.nn import functional as F
 from difflab.errors import UserError
 from difflab.losses.gaussian import discretized_gaussian_log_prob, gaussian_log_prob, normal_kl
 from difflab.nn.blocks import group_norm
+from difflab.noise import NoiseSource
+from difflab.utils import bits_per_dim
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,18 @@ class VAETerms:
     kl: Tensor  # (B, L) KL_1 .. KL_L
     dims: int
 
+    @classmethod
+    def from_stacked(cls, terms: Tensor, dims: int) -> "VAETerms":
+        """From the network's (B, 1 + L) output [rec, KL_1 .. KL_L]."""
+        return cls(terms[:, 0], terms[:, 1:], dims)
+
     @property
     def nll(self) -> Tensor:
         return self.rec + self.kl.sum(1)
 
     @property
     def bpd(self) -> Tensor:
-        return self.nll / (self.dims * math.log(2))
+        return bits_per_dim(self.nll, self.dims)
 
 
 class HierarchicalVAE(nn.Module):
@@ -100,13 +106,19 @@ class HierarchicalVAE(nn.Module):
         """Mean of p(x | z_1) in [-1, 1]: (B, C, H, W)."""
         return torch.tanh(self.decoder(z1))
 
-    def terms(self, x: Tensor, generator: torch.Generator | None = None, discrete: bool = True) -> VAETerms:
+    def forward(self, x: Tensor, noise: NoiseSource, discrete: bool = True) -> Tensor:
+        """(B, 1 + L) one-sample ELBO terms [rec, KL_1 .. KL_L] per image, in nats (reparameterised,
+        differentiable); example k's latent noise comes from its own stream."""
+        t = self.terms(x, noise, discrete)
+        return torch.cat([t.rec[:, None], t.kl], 1)
+
+    def terms(self, x: Tensor, noise: NoiseSource, discrete: bool = True) -> VAETerms:
         """One-sample ELBO terms per image (reparameterised, differentiable)."""
         qs, zs, h = [], [], x
         for enc in self.encoders:  # q(z_1 | x), then q(z_l | z_{l-1})
             mean, logvar = enc(h).chunk(2, dim=1)
             logvar = logvar.clamp(-12, 8)
-            z = mean + torch.exp(0.5 * logvar) * _randn(mean, generator)
+            z = mean + torch.exp(0.5 * logvar) * noise.randn_like(mean)
             qs.append((mean, logvar))
             zs.append(z)
             h = z
@@ -133,5 +145,12 @@ class HierarchicalVAE(nn.Module):
         return self.decode(z)
 
 
-def _randn(like: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
+@dataclass(frozen=True)
+class VAEObjective:
+    """The negative ELBO per dimension (nats), one latent sample per image."""
+
+    quantized: bool = True  # 8-bit data: discretized Gaussian decoder
+    uses_labels: bool = False
+
+    def loss(self, net: nn.Module, batch, noise: NoiseSource) -> Tensor:
+        return net(batch.x, noise, self.quantized).sum(1) / batch.x[0].numel()

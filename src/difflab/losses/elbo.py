@@ -16,9 +16,11 @@ from torch import Tensor
 
 from difflab.errors import UserError
 from difflab.losses.gaussian import discretized_gaussian_log_prob, gaussian_log_prob, normal_kl, on_8bit_grid
-from difflab.prediction import Condition, Denoiser, Prediction, scales
-from difflab.reverse import _b, check_variance, reverse_logvar, reverse_mean, step_coefficients
+from difflab.condition import Condition
+from difflab.prediction import Denoiser, Prediction, scales
+from difflab.reverse import check_variance, reverse_logvar, reverse_mean, step_coefficients
 from difflab.schedules.discrete import DiscreteSchedule
+from difflab.utils import bcast, bits_per_dim
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class ELBOTerms:
     @property
     def bpd(self) -> Tensor:
         """(B,) bits per dimension."""
-        return self.nll / (self.dims * math.log(2))
+        return bits_per_dim(self.nll, self.dims)
 
 
 def prior_term(schedule: DiscreteSchedule, x0: Tensor) -> Tensor:
@@ -50,17 +52,25 @@ def prior_term(schedule: DiscreteSchedule, x0: Tensor) -> Tensor:
 
 
 def step_terms(denoiser: Denoiser, schedule: DiscreteSchedule, x0: Tensor, t: Tensor, eps: Tensor, *,
-               variance: str = "posterior", discrete: bool = True, cond: Condition = None) -> Tensor:
+               variance: str = "posterior", discrete: bool = True, cond: Optional[Condition] = None) -> Tensor:
     """(B,) the term of integer step t per image: L_0 where t = 1, L_{t-1} where t >= 2 (one x_t sample each)."""
     tt = t.double() / schedule.T
     alpha, sigma = scales(schedule, tt, x0)
     x_t = alpha * x0 + sigma * eps  # diffusion kernel
-    return term_from_prediction(denoiser(x_t, tt.to(x0), cond), schedule, x0, t, variance=variance, discrete=discrete)
+    return term_from_prediction(denoiser(x_t, tt, cond), schedule, x0, t, variance=variance, discrete=discrete)
 
 
 def term_from_prediction(pred: Prediction, schedule: DiscreteSchedule, x0: Tensor, t: Tensor, *,
                          variance: str = "posterior", discrete: bool = True) -> Tensor:
-    """(B,) L_0 (t = 1) or L_{t-1} (t >= 2) for a prediction made at x_t, integer steps t."""
+    """(B,) L_0 (t = 1) or L_{t-1} (t >= 2) for a prediction made at x_t, integer steps t.
+
+    The decoder p_theta(x_0 | x_1) of L_0 has variance beta_1 with variance='beta' (Sigma_t = beta_t at every t, as in
+    Ho et al. 2020, sec. 3.2; beta_1 ~ Var[x_0 | x_1] for data spread wider than sqrt(beta_1)) and sigma_2^2 with
+    'posterior' (sigma_1^2 = 0; DDPM's clipped log-variance). The DDPM reference code's 'fixedlarge' and improved DDPM's
+    FIXED_LARGE (Nichol & Dhariwal 2021) use sigma_2^2 at t = 1 for the large variance too; difflab does not, so its
+    'beta' L_0 differs from theirs (the other terms agree). 'learned' interpolates between beta_1 and sigma_2^2 at t = 1,
+    as improved DDPM's learned range does.
+    """
     T = schedule.T
     step = step_coefficients(schedule, t.double().cpu() / T, (t - 1).double().cpu() / T)
     floor = schedule.posterior_variance(torch.full_like(t.cpu(), 2))  # DDPM: sigma_2^2 at t = 1
@@ -68,8 +78,8 @@ def term_from_prediction(pred: Prediction, schedule: DiscreteSchedule, x0: Tenso
     logvar = reverse_logvar(step, pred, variance, floor).double()
     # KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) for t >= 2
     x_t = pred.x_t.double()
-    mu_q = _b(step.c_xt, x_t) * x_t + _b(step.c_x0, x_t) * x0.double()
-    post = _b(step.post_var.clamp_min(1e-30), x_t)
+    mu_q = bcast(step.c_xt, x_t) * x_t + bcast(step.c_x0, x_t) * x0.double()
+    post = bcast(step.post_var.clamp_min(1e-30), x_t)
     kl = normal_kl(mu_q, torch.log(post).expand_as(mu_q), mu_theta, logvar).flatten(1).sum(1)
     # -log p_theta(x_0 | x_1) for t = 1
     ll = discretized_gaussian_log_prob if discrete else gaussian_log_prob
@@ -87,7 +97,7 @@ def check_images(x0: Tensor) -> None:
 
 @torch.no_grad()
 def elbo_exact(denoiser: Denoiser, schedule: DiscreteSchedule, x0: Tensor, *, variance: str = "posterior",
-               discrete: bool = True, cond: Condition = None, generator: Optional[torch.Generator] = None,
+               discrete: bool = True, cond: Optional[Condition] = None, generator: Optional[torch.Generator] = None,
                t_chunk: int = 8) -> ELBOTerms:
     """All T terms per image (one x_t sample per term), in batches of t_chunk steps."""
     check_variance(variance)
@@ -132,13 +142,13 @@ class ELBOEstimate:
 
     @property
     def bpd(self) -> Tensor:
-        return self.nll / (self.dims * math.log(2))
+        return bits_per_dim(self.nll, self.dims)
 
 
 @torch.no_grad()
 def elbo_importance(denoiser: Denoiser, schedule: DiscreteSchedule, x0: Tensor, num_t: int = 64, *,
                     proposal: Optional[Tensor] = None, variance: str = "posterior", discrete: bool = True,
-                    cond: Condition = None, generator: Optional[torch.Generator] = None, t_chunk: int = 8) -> ELBOEstimate:
+                    cond: Optional[Condition] = None, generator: Optional[torch.Generator] = None, t_chunk: int = 8) -> ELBOEstimate:
     """Unbiased: sum_t term_t = E_{t ~ p} [term_t / p(t)]; num_t draws per image, plus L_T in closed form."""
     check_variance(variance)
     if discrete:

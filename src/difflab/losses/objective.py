@@ -1,42 +1,110 @@
-"""The training objective per config: Algorithm 1's simple loss, the true ELBO weighting, or a hybrid of both."""
+"""The training objective: a batch and the step's per-example noise in, a per-example loss out. The one training loop
+runs every objective (diffusion, VAE, noise-conditional classifier); each owns its noise-level distribution and
+weighting.
+
+Diffusion objectives (Precond's output F, F* the ideal output, s = sigma~):
+  simple   w(s) |F - F*|^2                    Algorithm 1 (t uniform over the table, or U[t_min, 1] for an SDE)
+  elbo     the bound's own term L_{t-1} (L_0 at t = 1) per dimension: T E_t[loss] is the negative ELBO
+  hybrid   simple + hybrid_weight * elbo; with a learned variance the bound trains only the variance (improved DDPM)
+  edm      lambda(s) |x0_hat - x0|^2, lambda = (s^2 + sd^2) / (s sd)^2, ln s ~ N(P_mean, P_std^2) (EDM sec. 5)
+"""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Optional, Protocol
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
+from difflab.condition import Condition
 from difflab.errors import UserError
 from difflab.losses.elbo import term_from_prediction
-from difflab.losses.simple import simple_error
-from difflab.prediction import Condition, Denoiser, Prediction, scales
+from difflab.losses.simple import output_error
+from difflab.noise import NoiseSource
+from difflab.precond import Parameterization, Precond, sigma_tilde
 from difflab.schedules.base import Schedule
 
-OBJECTIVES = ("simple", "elbo", "hybrid")
+OBJECTIVES = ("simple", "elbo", "hybrid", "edm")
 
 
-def training_loss(denoiser: Denoiser, schedule: Schedule, x0: Tensor, t: Tensor, eps: Tensor, *,
-                  parameterization: str, objective: str = "simple", learn_variance: bool = False,
-                  hybrid_weight: float = 1e-3, cond: Condition = None) -> Tensor:
-    """(B,) loss at times t (float64 (B,)): i / T on a discrete schedule, U[t_min, 1] on an SDE; one network call.
+@dataclass(frozen=True)
+class Batch:
+    """One (micro-)batch: x (B, ...) and its condition (labels, ...) or None."""
 
-    simple: |target - target_theta|^2 (Algorithm 1); elbo: the bound's own term L_{t-1} (L_0 at t = 1) per
-    dimension, so T * E_t[loss] is the negative ELBO; hybrid: simple + hybrid_weight * elbo, where with a learned
-    variance the mean is detached in the ELBO part, so the bound trains only the variance (improved DDPM).
-    """
-    if objective not in OBJECTIVES:
-        raise UserError(f"train.objective must be one of {OBJECTIVES}, got {objective!r}")
-    alpha, sigma = scales(schedule, t.double(), x0)
-    x_t = alpha * x0 + sigma * eps  # diffusion kernel q(x_t | x_0)
-    pred = denoiser(x_t, t.to(x0), cond)
-    simple = simple_error(pred, Prediction(x_t, alpha, sigma, x0, eps), parameterization)
-    if objective == "simple":
-        return simple
-    variance = "learned" if learn_variance else "posterior"
-    if objective == "hybrid" and learn_variance:
-        pred = replace(pred, x0=pred.x0.detach(), eps=pred.eps.detach())  # the bound trains the variance only
-    discrete = x0.ndim == 4  # images: discretized decoder at t = 1
-    steps = (t.double() * schedule.T).round().long()  # the ELBO's integer steps (discrete schedules only)
-    vlb = term_from_prediction(pred, schedule, x0, steps, variance=variance, discrete=discrete).float() / x0[0].numel()
-    if objective == "elbo":
-        return vlb
-    return simple + (hybrid_weight if objective == "hybrid" else 1.0) * vlb
+    x: Tensor
+    cond: Optional[Condition] = None
+
+
+class Objective(Protocol):
+    """What the training loop needs of an objective."""
+
+    uses_labels: bool  # the loop hands it the data's labels as a Condition
+
+    def loss(self, net: nn.Module, batch: Batch, noise: NoiseSource) -> Tensor:
+        """(B,) per-example loss; every random draw comes from `noise` (example k's own stream)."""
+
+
+def training_times(schedule: Schedule, u: Tensor, integer_steps: bool) -> Tensor:
+    """t from uniforms u (B,): i / T with i ~ U{1..T} (Algorithm 1, line 3) on a table, else U[t_min, 1]."""
+    T = schedule.steps
+    if integer_steps and T is not None:
+        return ((u * T).floor().clamp(max=T - 1) + 1) / T
+    return schedule.t_min + (1 - schedule.t_min) * u
+
+
+def log_normal_times(schedule: Schedule, u: Tensor, p_mean: float, p_std: float) -> Tensor:
+    """t with ln sigma~(t) ~ N(p_mean, p_std^2) (EDM's training noise levels), clamped to [t_min, 1]."""
+    log_s = p_mean + p_std * torch.special.ndtri(u.clamp(1e-12, 1 - 1e-12))
+    return schedule.t_of_log_snr(-2 * log_s).clamp(schedule.t_min, 1.0)
+
+
+@dataclass(frozen=True)
+class DiffusionObjective:
+    """Algorithm 1 and its relatives on a preconditioned network."""
+
+    schedule: Schedule
+    param: Parameterization
+    kind: str = "simple"  # simple, elbo, hybrid or edm
+    learn_variance: bool = False
+    hybrid_weight: float = 1e-3
+    cond_dropout: float = 0.0  # probability that an example's condition is replaced by its null value
+    uses_labels: bool = False
+    quantized: bool = True  # 8-bit data: the ELBO's L_0 is the discretized decoder
+    p_mean: float = -1.2  # edm: mean of ln sigma~
+    p_std: float = 1.2  # edm: standard deviation of ln sigma~
+
+    def __post_init__(self) -> None:
+        if self.kind not in OBJECTIVES:
+            raise UserError(f"train.objective must be one of {OBJECTIVES}, got {self.kind!r}")
+        if self.kind in ("elbo", "hybrid") and self.schedule.steps is None:
+            raise UserError(f"train.objective={self.kind} needs a discrete schedule (linear or cosine): the ELBO is a "
+                            "sum over steps")
+
+    def times(self, u: Tensor) -> Tensor:
+        if self.kind == "edm":
+            return log_normal_times(self.schedule, u, self.p_mean, self.p_std)
+        return training_times(self.schedule, u, integer_steps=True)
+
+    def loss(self, net: nn.Module, batch: Batch, noise: NoiseSource) -> Tensor:
+        x0 = batch.x
+        t = self.times(noise.rand()).to(x0.device)  # float64 (B,)
+        eps = noise.randn(x0.shape[1:]).to(x0.device)  # Algorithm 1, line 4
+        cond = batch.cond
+        if cond is not None and self.cond_dropout > 0:
+            cond = cond.drop(noise.rand() < self.cond_dropout)  # one network, conditional and unconditional
+        precond = Precond(net, self.schedule, self.param, self.learn_variance)
+        pred = precond(self.schedule.q_sample(x0, t, eps), t, cond)  # diffusion kernel q(x_t | x_0)
+        s = sigma_tilde(self.schedule, t)
+        err = output_error(precond, pred, x0, eps, t)  # |F - F*|^2
+        if self.kind == "edm":  # lambda |x0_hat - x0|^2 = lambda c_out^2 |F - F*|^2
+            sd2 = self.param.sigma_data**2
+            return ((s**2 + sd2) / (s**2 * sd2) * self.param.coefficients(s)[1] ** 2).to(err) * err
+        simple = self.param.loss_weight(s).to(err) * err
+        if self.kind == "simple":
+            return simple
+        if self.kind == "hybrid" and self.learn_variance:
+            pred = replace(pred, x0=pred.x0.detach(), eps=pred.eps.detach())  # the bound trains the variance only
+        steps = (t * self.schedule.steps).round().long()  # the ELBO's integer steps
+        vlb = term_from_prediction(pred, self.schedule, x0, steps, variance="learned" if self.learn_variance
+                                   else "posterior", discrete=self.quantized).float() / x0[0].numel()
+        return vlb if self.kind == "elbo" else simple + self.hybrid_weight * vlb

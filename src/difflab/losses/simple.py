@@ -1,11 +1,12 @@
-"""Algorithm 1: the simple denoising loss, for each parameterization."""
+"""Algorithm 1: the simple denoising loss, on the preconditioned network's own output F."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from difflab.prediction import Condition, Denoiser, Prediction, scales
-from difflab.schedules.base import Schedule
+from difflab.condition import Condition
+from difflab.precond import Precond, sigma_tilde
+from difflab.prediction import Prediction
 
 
 def sample_steps(batch: int, T: int, generator: torch.Generator | None = None) -> Tensor:
@@ -13,25 +14,14 @@ def sample_steps(batch: int, T: int, generator: torch.Generator | None = None) -
     return torch.randint(1, T + 1, (batch,), generator=generator)
 
 
-def simple_weight(parameterization: str, sigma: Tensor) -> Tensor | float:
-    """Per-sample weight of the simple loss: 1, except sigma^2 for the score (so sigma^2 |s - s*|^2 = |eps - eps*|^2 scale)."""
-    return sigma**2 if parameterization == "score" else 1.0
+def output_error(precond: Precond, pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
+    """(B,) |F - F*|^2 averaged over dimensions: for eps-prediction Algorithm 1's |eps - eps_theta|^2 exactly."""
+    return (pred.out - precond.target(x0, eps, t)).square().flatten(1).mean(1)
 
 
-def simple_loss(
-    denoiser: Denoiser, schedule: Schedule, x0: Tensor, t: Tensor, eps: Tensor,
-    parameterization: str = "eps", cond: Condition = None,
-) -> Tensor:
-    """Per-sample loss |target - target_theta|^2 averaged over dimensions, with x_t = alpha x0 + sigma eps.
-
-    For eps this is Algorithm 1, line 5: |eps - eps_theta(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t)|^2.
-    """
-    alpha, sigma = scales(schedule, t, x0)
-    x_t = alpha * x0 + sigma * eps  # diffusion kernel q(x_t | x_0)
-    return simple_error(denoiser(x_t, t, cond), Prediction(x_t, alpha, sigma, x0, eps), parameterization)
-
-
-def simple_error(pred: Prediction, truth: Prediction, parameterization: str) -> Tensor:
-    """(B,) weighted squared error of a prediction against the truth (x0, eps), averaged over dimensions."""
-    err = (pred.target(parameterization) - truth.target(parameterization)) ** 2
-    return (err * simple_weight(parameterization, truth.sigma)).flatten(1).mean(1)
+def simple_loss(precond: Precond, x0: Tensor, t: Tensor, eps: Tensor, cond: Condition | None = None) -> Tensor:
+    """(B,) Algorithm 1, line 5: w(sigma~) |F - F*|^2 at x_t = alpha x0 + sigma eps, t float64 (B,);
+    w = 1, except sigma_vp^2 for the score, so every parameterization's loss has the eps loss's scale."""
+    pred = precond(precond.schedule.q_sample(x0, t, eps), t, cond)  # at x_t ~ q(x_t | x_0)
+    err = output_error(precond, pred, x0, eps, t)
+    return precond.param.loss_weight(sigma_tilde(precond.schedule, t)).to(err) * err

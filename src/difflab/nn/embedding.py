@@ -1,4 +1,5 @@
-"""Sinusoidal noise-level embedding (Transformer positional encoding applied to 1000 t)."""
+"""Noise-level embedding: sinusoidal features of c_noise = ln(sigma~) / 4 (Transformer positional encoding), and the
+class-label embedding with its null label."""
 from __future__ import annotations
 
 import math
@@ -6,18 +7,24 @@ import math
 import torch
 from torch import Tensor, nn
 
+from difflab.condition import LABEL, Condition
 
-def sinusoidal(t: Tensor, dim: int, scale: float = 1000.0, max_period: float = 10000.0) -> Tensor:
-    """(B,) times in [0, 1] -> (B, dim) features [cos(w_k s t), sin(w_k s t)], w_k = max_period^(-k / half)."""
+NOISE_SCALE = 400.0  # c_noise spans ~2.5 over a schedule's range; x400 gives the resolution 1000 t had over t in [0, 1]
+
+
+def sinusoidal(v: Tensor, dim: int, scale: float = NOISE_SCALE, max_period: float = 10000.0) -> Tensor:
+    """(B,) noise levels -> (B, dim) features [cos(w_k s v), sin(w_k s v)], w_k = max_period^(-k / half).
+
+    The arguments are formed in float64 (noise levels stay exact up to the network), the features are float32."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = (scale * t.float())[:, None] * freqs[None]  # (B, half)
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=v.device, dtype=torch.float64) / half)
+    args = (scale * v.double())[:, None] * freqs[None]  # (B, half)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).float()
     return nn.functional.pad(emb, (0, dim % 2))
 
 
-class TimeEmbedding(nn.Module):
-    """sinusoidal(t) -> Linear -> SiLU -> Linear, plus an optional learned class embedding (index C = no class)."""
+class NoiseEmbedding(nn.Module):
+    """sinusoidal(c_noise) -> Linear -> SiLU -> Linear, plus an optional learned class embedding (index C = null)."""
 
     def __init__(self, base: int, dim: int, num_classes: int = 0):
         super().__init__()
@@ -26,10 +33,17 @@ class TimeEmbedding(nn.Module):
         self.num_classes = num_classes
         self.classes = nn.Embedding(num_classes + 1, dim) if num_classes else None
 
-    def forward(self, t: Tensor, cond: Tensor | None = None) -> Tensor:
-        emb = self.mlp(sinusoidal(t, self.base))  # (B, dim)
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The condition fields this embedding reads."""
+        return (LABEL,) if self.classes is not None else ()
+
+    def forward(self, noise_level: Tensor, cond: Condition | None = None) -> Tensor:
+        emb = self.mlp(sinusoidal(noise_level, self.base))  # (B, dim)
         if self.classes is not None:
-            if cond is None:
-                cond = torch.full((t.shape[0],), self.num_classes, device=t.device, dtype=torch.long)
-            emb = emb + self.classes(cond.long())
+            if cond is None:  # the unconditional model: the null label
+                label = torch.full((noise_level.shape[0],), self.num_classes, device=emb.device, dtype=torch.long)
+            else:
+                label = cond[LABEL].long()
+            emb = emb + self.classes(label)
         return emb

@@ -7,7 +7,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from difflab.errors import UserError
-from difflab.nn.embedding import TimeEmbedding
+from difflab.condition import Condition
+from difflab.nn.embedding import NoiseEmbedding
 
 
 @dataclass(frozen=True)
@@ -25,25 +26,30 @@ class MLPConfig:
 
 
 class MLP(nn.Module):
-    """net(x (B, D), t (B,), cond) -> (B, D): input projection, residual SiLU blocks with time added, output."""
+    """net(x (B, D), c_noise (B,), cond) -> (B, D): input projection, residual SiLU blocks with the noise level added."""
 
     def __init__(self, cfg: MLPConfig, out_mult: int = 1):
         super().__init__()
         self.cfg = cfg
-        self.embed = TimeEmbedding(cfg.hidden, cfg.hidden, cfg.num_classes)
+        self.embed = NoiseEmbedding(cfg.hidden, cfg.hidden, cfg.num_classes)
         self.inp = nn.Linear(cfg.dim, cfg.hidden)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden)) for _ in range(cfg.depth)
         )
         self.out = nn.Sequential(nn.LayerNorm(cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, out_mult * cfg.dim))
 
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The condition fields the network takes (label when num_classes > 0)."""
+        return self.embed.conditions
+
     def check_input(self, x: Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.cfg.dim:
             raise UserError(f"the MLP takes (B, {self.cfg.dim}) data, got shape {tuple(x.shape)}: set mlp.dim, "
                             "or arch=unet for images")
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
-        emb = self.embed(t, cond)  # (B, hidden)
+    def forward(self, x: Tensor, noise_level: Tensor, cond: Condition | None = None) -> Tensor:
+        emb = self.embed(noise_level, cond)  # (B, hidden)
         h = self.inp(x)
         for blk in self.blocks:
             h = h + blk(h + emb)

@@ -8,7 +8,8 @@ from torch import Tensor, nn
 
 from difflab.errors import UserError
 from difflab.nn.blocks import Downsample, ResBlock, SelfAttention, Stage, Upsample, group_norm, zero
-from difflab.nn.embedding import TimeEmbedding
+from difflab.condition import Condition
+from difflab.nn.embedding import NoiseEmbedding
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class UNetConfig:
 
 
 class UNet(nn.Module):
-    """eps/x0/score/v network: net(x (B, C, H, W), t (B,) in [0, 1], cond (B,) labels or None) -> (B, k C, H, W).
+    """Denoising network: net(c_in x (B, C, H, W), c_noise (B,), cond: Condition or None) -> F (B, k C, H, W).
 
     k = out_mult is 2 when the network also predicts the reverse variance.
     """
@@ -65,7 +66,7 @@ class UNet(nn.Module):
         self.cfg = cfg
         ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
         block = lambda a, b: ResBlock(a, b, emb_dim, cfg.dropout, cfg.scale_shift)  # noqa: E731
-        self.embed = TimeEmbedding(ch, emb_dim, cfg.num_classes)
+        self.embed = NoiseEmbedding(ch, emb_dim, cfg.num_classes)
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
         self.down, skips, c = nn.ModuleList(), [ch], ch
         for lv, mult in enumerate(cfg.channel_mult):
@@ -90,6 +91,11 @@ class UNet(nn.Module):
         attn = SelfAttention(c, self.cfg.heads) if level in self.cfg.attention_levels else None
         return Stage(res, attn, takes_skip)
 
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The condition fields the network takes (label when num_classes > 0)."""
+        return self.embed.conditions
+
     def check_input(self, x: Tensor) -> None:
         """Raise UserError when images do not fit this network."""
         f = self.cfg.factor
@@ -100,8 +106,8 @@ class UNet(nn.Module):
             raise UserError(f"image size {x.shape[2]}x{x.shape[3]} is not divisible by {f} = 2^(levels-1): "
                             "set data.image_size to a multiple of it or use fewer unet.channel_mult levels")
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
-        emb = self.embed(t, cond)  # (B, 4 base)
+    def forward(self, x: Tensor, noise_level: Tensor, cond: Condition | None = None) -> Tensor:
+        emb = self.embed(noise_level, cond)  # (B, 4 base)
         h = self.conv_in(x)  # (B, base, H, W)
         hs = [h]
         for layer in self.down:

@@ -12,45 +12,51 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from difflab.condition import Condition
 from difflab.errors import UserError
-from difflab.prediction import Condition, Denoiser
-from difflab.samplers.noise import NoiseSource
-from difflab.samplers.walk import GridWalk, StepCallback, scalar
-from difflab.schedules.grids import check_grid
+from difflab.noise import NoiseSource
+from difflab.prediction import Denoiser
+from difflab.samplers.walk import StepCallback, StepHook, after_step, evaluate, final_step, intervals
 from difflab.schedules.base import Schedule
+from difflab.utils import bcast
 
 
-def _multistep(denoiser: Denoiser, x_T: Tensor, schedule: Schedule, grid: Tensor, order: int, cond: Condition,
-               clip: Optional[tuple[float, float]], callback: Optional[StepCallback]) -> Tensor:
-    walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
+def _multistep(denoiser: Denoiser, x: Tensor, schedule: Schedule, grid: Tensor, order: int,
+               cond: Optional[Condition], hook: Optional[StepHook], callback: Optional[StepCallback]) -> Tensor:
     hist: list[tuple[float, Tensor]] = []  # (half log-SNR, x0_hat) of earlier evaluations, newest last
-    for _, t, s, pred in walk:
+    for i, t, s in intervals(grid):
+        pred = evaluate(denoiser, x, t, cond, callback, i)
+        if s == 0:
+            return final_step(hook, i, pred)
         l_t = _half_log_snr(schedule, t)
         hist = (hist + [(l_t, pred.x0)])[-order:]
         if len(hist) == 2:  # DPM-Solver++(2M), Algorithm 2 (also 3M's second step): D = (1 + 1/2r) m0 - 1/2r m1
             r = (l_t - hist[0][0]) / (_half_log_snr(schedule, s) - l_t)
-            walk.x = _exp_step(schedule, walk.x, t, s, [(l_t, hist[1][1] + (hist[1][1] - hist[0][1]) / (2 * r))])
+            x = _exp_step(schedule, x, t, s, [(l_t, hist[1][1] + (hist[1][1] - hist[0][1]) / (2 * r))])
         else:  # first step: DDIM (Lu et al. 2022, eq. 9 with x0); 3M: the quadratic through three, integrated exactly
-            walk.x = _exp_step(schedule, walk.x, t, s, hist)
-    return walk.x
+            x = _exp_step(schedule, x, t, s, hist)
+        x = after_step(hook, i, s, x)
+    return x
 
 
 @torch.no_grad()
 def sample_dpmpp_2m(
-    denoiser: Denoiser, x_T: Tensor, schedule: Schedule, grid: Tensor, *, noise: Optional[NoiseSource] = None,
-    cond: Condition = None, clip: Optional[tuple[float, float]] = None, callback: Optional[StepCallback] = None,
+    denoiser: Denoiser, x: Tensor, schedule: Schedule, grid: Tensor, *, noise: Optional[NoiseSource] = None,
+    cond: Optional[Condition] = None, hook: Optional[StepHook] = None, callback: Optional[StepCallback] = None,
 ) -> Tensor:
     """DPM-Solver++(2M): second order, one evaluation per step."""
-    return _multistep(denoiser, x_T, schedule, grid, 2, cond, clip, callback)
+    return _multistep(denoiser, x, schedule, grid, 2, cond, hook, callback)
 
 
 @torch.no_grad()
 def sample_dpmpp_3m(
-    denoiser: Denoiser, x_T: Tensor, schedule: Schedule, grid: Tensor, *, noise: Optional[NoiseSource] = None,
-    cond: Condition = None, clip: Optional[tuple[float, float]] = None, callback: Optional[StepCallback] = None,
+    denoiser: Denoiser, x: Tensor, schedule: Schedule, grid: Tensor, *, noise: Optional[NoiseSource] = None,
+    cond: Optional[Condition] = None, hook: Optional[StepHook] = None, callback: Optional[StepCallback] = None,
 ) -> Tensor:
-    """DPM-Solver++(3M): third-order multistep, one evaluation per step (lower order for the first two)."""
-    return _multistep(denoiser, x_T, schedule, grid, 3, cond, clip, callback)
+    """DPM-Solver++(3M): one evaluation per step (lower order for the first two). Unlike the reference code's '3M',
+    which halves the second difference's weight and is second order, this integrates the interpolating quadratic
+    exactly: third order (measured ~4 on Gaussian data, where the reference's is ~2)."""
+    return _multistep(denoiser, x, schedule, grid, 3, cond, hook, callback)
 
 
 def exponential_weights(us: list[float], h: float) -> list[float]:
@@ -67,8 +73,8 @@ def exponential_weights(us: list[float], h: float) -> list[float]:
 
 @torch.no_grad()
 def sample_dpmpp_pc(
-    denoiser: Denoiser, x_T: Tensor, schedule: Schedule, grid: Tensor, *, noise: Optional[NoiseSource] = None,
-    cond: Condition = None, clip: Optional[tuple[float, float]] = None, callback: Optional[StepCallback] = None,
+    denoiser: Denoiser, x: Tensor, schedule: Schedule, grid: Tensor, *, noise: Optional[NoiseSource] = None,
+    cond: Optional[Condition] = None, hook: Optional[StepHook] = None, callback: Optional[StepCallback] = None,
     order: int = 3,
 ) -> Tensor:
     """DPM-Solver++ multistep of `order` as predictor, and a corrector of order + 1 that retakes each step with the
@@ -81,30 +87,29 @@ def sample_dpmpp_pc(
     """
     if order < 1:
         raise UserError(f"the multistep order must be at least 1, got {order}")
-    grid = check_grid(grid)
-    to_data = bool(grid[-1] == 0)
-    walk = GridWalk(denoiser, x_T, grid[:-1] if to_data else grid, cond, clip, callback)
     hist: list[tuple[float, Tensor]] = []  # (l, x0_hat) of earlier evaluations, newest last
     prev: Optional[tuple[Tensor, Tensor]] = None  # (t, x) where the last step started, corrected
 
     def correct(t: Tensor, x0: Tensor) -> Tensor:  # retake prev -> t through the old points and the new one
         return _exp_step(schedule, prev[1], prev[0], t, (hist + [(_half_log_snr(schedule, t), x0)])[-(order + 1):])
 
-    for _, t, s, pred in walk:
+    for i, t, s in intervals(grid):
+        pred = evaluate(denoiser, x, t, cond, callback, i)
+        if s == 0:
+            return after_step(hook, i, s, _final_extrapolation(schedule, t, x, pred.x0, hist, correct)) \
+                if prev is not None else final_step(hook, i, pred)
         if prev is not None:
-            walk.x = correct(t, pred.x0)
+            x = after_step(hook, i - 1, t, correct(t, pred.x0))  # corrector
         hist = (hist + [(_half_log_snr(schedule, t), pred.x0)])[-order:]
-        prev = (t, walk.x)
-        walk.x = _exp_step(schedule, walk.x, t, s, hist)  # predictor
-    if not to_data:
-        return walk.x
-    t = grid[-2]
-    pred = walk.denoise(walk.x, t)
-    if callback is not None:
-        callback(walk.n, t, walk.x, pred)
-    if prev is None:
-        return pred.x0
-    d_min = pred.x0 + (correct(t, pred.x0) - walk.x) / scalar(schedule.alpha(t), walk.x)  # x0_hat at the corrected point
+        prev = (t, x)
+        x = after_step(hook, i, s, _exp_step(schedule, x, t, s, hist))  # predictor
+    return x
+
+
+def _final_extrapolation(schedule: Schedule, t: Tensor, x: Tensor, x0: Tensor, hist: list[tuple[float, Tensor]],
+                         correct) -> Tensor:
+    """y_0 from the last two evaluations, the newest moved to the corrected point (see sample_dpmpp_pc)."""
+    d_min = x0 + (correct(t, x0) - x) / bcast(schedule.alpha(t), x)  # x0_hat at the corrected point
     s_min, s_prev = math.exp(-_half_log_snr(schedule, t)), math.exp(-hist[-1][0])  # sigma~ = e^{-l}
     if s_prev < 2 * s_min:  # close levels would amplify the evaluations' errors: first order, as every sampler
         return d_min
@@ -119,7 +124,7 @@ def _exp_step(schedule: Schedule, x: Tensor, t: Tensor, s: Tensor, pts: list[tup
     """x_s = (sigma_s / sigma_t) x_t + alpha_s sum_j b_j m_j: the polynomial through pts integrated exactly."""
     l_t = _half_log_snr(schedule, t)
     b = exponential_weights([lj - l_t for lj, _ in pts], _half_log_snr(schedule, s) - l_t)
-    out = scalar(schedule.sigma(s) / schedule.sigma(t), x) * x
+    out = bcast(schedule.sigma(s) / schedule.sigma(t), x) * x
     for bj, (_, m) in zip(b, pts):
-        out = out + scalar(schedule.alpha(s) * bj, x) * m
+        out = out + bcast(schedule.alpha(s) * bj, x) * m
     return out

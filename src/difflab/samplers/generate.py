@@ -6,11 +6,23 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
+from difflab.condition import Condition
+from difflab.noise import NoiseSource
 from difflab.prediction import Denoiser
 from difflab.samplers.ancestral import sample_ancestral
-from difflab.samplers.walk import StepCallback
-from difflab.samplers.noise import NoiseSource
+from difflab.samplers.walk import StepCallback, StepHook
 from difflab.schedules.base import Schedule
+from difflab.schedules.grids import check_grid
+
+
+def start_point(schedule: Schedule, t0: Tensor, noise: NoiseSource, shape: Sequence[int],
+                init: Optional[Tensor] = None) -> Tensor:
+    """x at the grid's first time t0: the prior sample (Algorithm 2, line 1) at t0 = 1, or init noised to t0 by the
+    diffusion kernel x_t0 = alpha(t0) init + sigma(t0) z (SDEdit, image-to-image)."""
+    z = noise.randn(shape)
+    if init is None:
+        return schedule.prior_sample(z)
+    return schedule.q_sample(init, t0.expand(len(init)), z)
 
 
 def generate(
@@ -22,20 +34,24 @@ def generate(
     *,
     seed: int = 0,
     batch_size: int = 256,
-    labels: Optional[Tensor] = None,
+    cond: Optional[Condition] = None,
+    init: Optional[Tensor] = None,
     device: torch.device | str = "cpu",
     on_step: Optional[Callable[[], None]] = None,
     callback: Optional[StepCallback] = None,
+    hook: Optional[StepHook] = None,
     sampler: Callable[..., Tensor] = sample_ancestral,
     **sampler_kwargs,
 ) -> Tensor:
-    """(n, *shape) samples by any sampler (default Algorithm 2); x_T and every z come from per-sample streams."""
+    """(n, *shape) samples by any sampler (default Algorithm 2); x at the grid's first time and every z come from
+    per-sample streams. `cond` and `init` (images to start from when the grid starts below t = 1) hold n rows."""
+    grid = check_grid(grid)
     out = []
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         noise = NoiseSource.for_indices(seed, idx)
-        x_T = schedule.prior_sample(noise.randn(shape)).to(device)  # Algorithm 2, line 1 (CPU streams: any device)
-        cond = labels[idx].to(device) if labels is not None else None
+        x = start_point(schedule, grid[0], noise, shape, init[idx] if init is not None else None).to(device)
+        c = cond.index(torch.tensor(idx)).to(device) if cond is not None else None
 
         def cb(i, t, x, pred):
             if callback is not None:
@@ -43,6 +59,6 @@ def generate(
             if on_step is not None:
                 on_step()
 
-        out.append(sampler(denoiser, x_T, schedule, grid, noise=noise, cond=cond, callback=cb,
-                                    **sampler_kwargs).cpu())
+        out.append(sampler(denoiser, x, schedule, grid, noise=noise, cond=c, hook=hook, callback=cb,
+                           **sampler_kwargs).cpu())
     return torch.cat(out)

@@ -1,5 +1,6 @@
-"""Every sampler by name, with what it costs: all share sample(denoiser, x_T, schedule, grid, *, noise, cond, clip,
-callback, **options) -> x_0, and a grid of n intervals costs evals_per_step * (n - 1) + 1 network evaluations."""
+"""Every sampler by name, with what it costs: all share sample(denoiser, x, schedule, grid, *, noise, cond, hook,
+callback, **options) -> x_0, and a grid of n intervals costs evals_per_step * (n - 1) + 1 network evaluations.
+CountingDenoiser is the one place network evaluations are counted."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +9,8 @@ from typing import Callable
 from torch import Tensor
 
 from difflab.errors import UserError
-from difflab.prediction import Condition, Prediction
+from difflab.condition import Condition
+from difflab.prediction import Denoiser, Prediction
 from difflab.samplers.ancestral import sample_ancestral
 from difflab.samplers.ddim import sample_ddim
 from difflab.samplers.dpm_solver import sample_dpmpp_2m, sample_dpmpp_3m, sample_dpmpp_pc
@@ -31,7 +33,7 @@ class SamplerSpec:
 
     def grid_for(self, schedule: Schedule) -> str:
         """The usual grid on this schedule: the strided discrete grid only where there is a beta table."""
-        return "uniform" if self.default_grid == "discrete" and not hasattr(schedule, "T") else self.default_grid
+        return "uniform" if self.default_grid == "discrete" and schedule.steps is None else self.default_grid
 
     def nfe(self, steps: int, options: dict | None = None) -> int:
         """Network evaluations for a grid of `steps` intervals ending with the final denoising step."""
@@ -78,11 +80,12 @@ def get_sampler(name: str) -> SamplerSpec:
 
 
 class CountingDenoiser:
-    """Wraps a denoiser and counts its calls (network evaluations, NFE)."""
+    """Wraps a denoiser and counts its network evaluations (NFE). A transform that calls its inner denoiser twice
+    per step (classifier-free guidance without batching) is counted twice: wrap the innermost denoiser."""
 
-    def __init__(self, denoiser: Callable[[Tensor, Tensor, Condition], Prediction]):
+    def __init__(self, denoiser: Denoiser):
         self.denoiser, self.nfe = denoiser, 0
 
-    def __call__(self, x_t: Tensor, t: Tensor, cond: Condition = None) -> Prediction:
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Condition | None = None) -> Prediction:
         self.nfe += 1
         return self.denoiser(x_t, t, cond)

@@ -7,10 +7,12 @@ import torch
 from torch import Tensor
 
 from difflab.errors import UserError
-from difflab.prediction import Condition, Denoiser, Prediction
-from difflab.samplers.noise import NoiseSource
-from difflab.samplers.walk import GridWalk, StepCallback
+from difflab.condition import Condition
+from difflab.noise import NoiseSource
+from difflab.prediction import Denoiser, Prediction
+from difflab.samplers.walk import StepCallback, StepHook, after_step, evaluate, final_step
 from difflab.schedules.base import Schedule
+from difflab.schedules.grids import check_grid
 
 # Butcher tableau: nodes c, stage weights A, fifth-order weights B5 (also the last row of A: FSAL), error E = B5 - B4
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
@@ -76,21 +78,22 @@ def log_sigma_tilde(schedule: Schedule, t: float) -> float:
 
 @torch.no_grad()
 def sample_rk45(
-    denoiser: Denoiser, x_T: Tensor, schedule: Schedule, grid: Tensor, *, noise: Optional[NoiseSource] = None,
-    cond: Condition = None, clip: Optional[tuple[float, float]] = None, callback: Optional[StepCallback] = None,
+    denoiser: Denoiser, x: Tensor, schedule: Schedule, grid: Tensor, *, noise: Optional[NoiseSource] = None,
+    cond: Optional[Condition] = None, hook: Optional[StepHook] = None, callback: Optional[StepCallback] = None,
     rtol: float = 1e-5, atol: float = 1e-5,
 ) -> Tensor:
     """The probability-flow ODE by adaptive RK45 in u = log sigma~, from the grid's first time to its last time above 0,
-    then the final denoising step if the grid ends at 0; inner grid times are not used: the tolerances set the cost."""
-    walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
-    g = walk.grid
+    then the final denoising step if the grid ends at 0; inner grid times are not used: the tolerances set the cost.
+    The hook sees the end of the solve (step 0) and the final step (step 1)."""
+    g = check_grid(grid)
     t0, t_end = float(g[0]), float(g[-2]) if g[-1] == 0 else float(g[-1])
-    velocity, _ = flow_in_log_sigma(walk.denoise, schedule)
+    velocity, _ = flow_in_log_sigma(lambda xx, t: evaluate(denoiser, xx, t, cond), schedule)
     if t_end < t0:
-        a0 = schedule.alpha(torch.tensor(t0, dtype=torch.float64)).to(x_T.dtype)
-        y, _ = dopri5(velocity, x_T / a0, log_sigma_tilde(schedule, t0), log_sigma_tilde(schedule, t_end),
+        a0 = schedule.alpha(torch.tensor(t0, dtype=torch.float64)).to(x.dtype)
+        y, _ = dopri5(velocity, x / a0, log_sigma_tilde(schedule, t0), log_sigma_tilde(schedule, t_end),
                       rtol=rtol, atol=atol)
-        walk.x = schedule.alpha(torch.tensor(t_end, dtype=torch.float64)).to(y.dtype) * y
+        x = after_step(hook, 0, g[-2] if g[-1] == 0 else g[-1],
+                       schedule.alpha(torch.tensor(t_end, dtype=torch.float64)).to(y.dtype) * y)
     if g[-1] == 0:
-        walk.x = walk.denoise(walk.x, g[-2]).x0  # the final denoising step
-    return walk.x
+        return final_step(hook, 1, evaluate(denoiser, x, g[-2], cond, callback, 1))  # the final denoising step
+    return x

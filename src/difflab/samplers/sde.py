@@ -10,26 +10,30 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from difflab.prediction import Condition, Denoiser
-from difflab.samplers.noise import NoiseSource
-from difflab.samplers.walk import GridWalk, StepCallback, scalar
+from difflab.condition import Condition
+from difflab.noise import NoiseSource
+from difflab.prediction import Denoiser
+from difflab.samplers.walk import StepCallback, StepHook, after_step, evaluate, final_step, intervals
 from difflab.schedules.base import Schedule
+from difflab.utils import bcast
 
 
 def reverse_sde_step(schedule: Schedule, t: Tensor, s: Tensor, x: Tensor, score: Tensor, z: Tensor) -> Tensor:
     """One Euler–Maruyama step t -> s < t: x + [f x - g^2 score](s - t) + g sqrt(t - s) z."""
-    f, g2 = scalar(schedule.f(t), x), scalar(schedule.g2(t), x)
-    dt = scalar(s - t, x)  # negative: time runs backwards
+    f, g2 = bcast(schedule.f(t), x), bcast(schedule.g2(t), x)
+    dt = bcast(s - t, x)  # negative: time runs backwards
     return x + (f * x - g2 * score) * dt + torch.sqrt(-g2 * dt) * z
 
 
 @torch.no_grad()
 def sample_euler_maruyama(
-    denoiser: Denoiser, x_T: Tensor, schedule: Schedule, grid: Tensor, *, noise: NoiseSource,
-    cond: Condition = None, clip: Optional[tuple[float, float]] = None, callback: Optional[StepCallback] = None,
+    denoiser: Denoiser, x: Tensor, schedule: Schedule, grid: Tensor, *, noise: NoiseSource,
+    cond: Optional[Condition] = None, hook: Optional[StepHook] = None, callback: Optional[StepCallback] = None,
 ) -> Tensor:
     """Euler–Maruyama on the reverse-time SDE: one network evaluation per interval (first order)."""
-    walk = GridWalk(denoiser, x_T, grid, cond, clip, callback)
-    for _, t, s, pred in walk:
-        walk.x = reverse_sde_step(schedule, t, s, walk.x, pred.score, noise.randn_like(walk.x))
-    return walk.x
+    for i, t, s in intervals(grid):
+        pred = evaluate(denoiser, x, t, cond, callback, i)
+        if s == 0:
+            return final_step(hook, i, pred)
+        x = after_step(hook, i, s, reverse_sde_step(schedule, t, s, x, pred.score, noise.randn_like(x)))
+    return x

@@ -1,48 +1,46 @@
-"""The loop every sampler shares: walk a decreasing grid, ask the denoiser at each time, clip, count, report.
+"""What every sampler shares: the grid's intervals, one evaluation of the denoiser, the step hook and the final
+denoising step. Each sampler is an explicit loop over the intervals t > s of a decreasing grid, as in its paper.
 
-The walk yields the intervals t > s with s > 0; an interval ending at s = 0 is the final denoising step, which the
-walk takes itself: x_0 = E[x_0 | x_t] (Tweedie), the limit of every sampler's update as sigma_s -> 0.
+An interval ending at s = 0 is the final denoising step, x_0 = E[x_0 | x_t] (Tweedie), the limit of every sampler's
+update as sigma_s -> 0. A hook may replace x after every step (projection onto measurements, RePaint), including the
+final one; a grid may start below t = 1 (SDEdit, image-to-image) from any given x.
 """
 from __future__ import annotations
 
 from typing import Callable, Iterator, Optional
 
+import torch
 from torch import Tensor
 
-from difflab.prediction import Condition, Denoiser, Prediction, clip_x0
+from difflab.condition import Condition
+from difflab.prediction import Denoiser, Prediction
 from difflab.schedules.grids import check_grid
 
 StepCallback = Callable[[int, Tensor, Tensor, Prediction], None]  # (step, t, x_t, prediction)
+StepHook = Callable[[int, Tensor, Tensor], Tensor]  # (step, s, x_s) -> the x_s to continue from
 
 
-class GridWalk:
-    """Iterate (i, t, s, prediction) over consecutive grid times t > s > 0; the sampler sets `.x` after each step."""
-
-    def __init__(self, denoiser: Denoiser, x_T: Tensor, grid: Tensor, cond: Condition = None,
-                 clip: Optional[tuple[float, float]] = None, callback: Optional[StepCallback] = None):
-        self.denoiser, self.x, self.grid = denoiser, x_T, check_grid(grid)
-        self.cond, self.clip, self.callback = cond, clip, callback
-        self.n = len(self.grid) - 1  # intervals
-        self.nfe = 0  # network evaluations so far
-
-    def denoise(self, x: Tensor, t: Tensor) -> Prediction:
-        """One network evaluation at (x, t), clipped if asked."""
-        self.nfe += 1
-        pred = self.denoiser(x, t.to(x.dtype).expand(x.shape[0]).to(x.device), self.cond)
-        return clip_x0(pred, *self.clip) if self.clip is not None else pred
-
-    def __iter__(self) -> Iterator[tuple[int, Tensor, Tensor, Prediction]]:
-        for i in range(self.n):
-            t, s = self.grid[i], self.grid[i + 1]
-            pred = self.denoise(self.x, t)
-            if self.callback is not None:
-                self.callback(i, t, self.x, pred)
-            if s == 0:
-                self.x = pred.x0  # the final denoising step: x_0 = E[x_0 | x_t]
-                return
-            yield i, t, s, pred
+def intervals(grid: Tensor) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """(i, t_i, t_{i+1}) over consecutive times of a checked, strictly decreasing grid (float64 scalars)."""
+    grid = check_grid(grid)
+    for i in range(len(grid) - 1):
+        yield i, grid[i], grid[i + 1]
 
 
-def scalar(v: Tensor, like: Tensor) -> Tensor:
-    """A float64 scalar coefficient in the dtype and on the device of `like`."""
-    return v.to(like.dtype).to(like.device)
+def evaluate(denoiser: Denoiser, x: Tensor, t: Tensor, cond: Optional[Condition] = None,
+             callback: Optional[StepCallback] = None, step: Optional[int] = None) -> Prediction:
+    """One denoiser call at the scalar time t (float64, broadcast over the batch); the callback sees step `step`."""
+    pred = denoiser(x, t.to(torch.float64).expand(x.shape[0]).to(x.device), cond)
+    if callback is not None and step is not None:
+        callback(step, t, x, pred)
+    return pred
+
+
+def after_step(hook: Optional[StepHook], step: int, s: Tensor, x: Tensor) -> Tensor:
+    """x_s as the hook leaves it (unchanged without a hook)."""
+    return x if hook is None else hook(step, s, x)
+
+
+def final_step(hook: Optional[StepHook], step: int, pred: Prediction) -> Tensor:
+    """The final denoising step to t = 0: x_0 = E[x_0 | x_t], then the hook."""
+    return after_step(hook, step, pred.x0.new_zeros((), dtype=torch.float64), pred.x0)

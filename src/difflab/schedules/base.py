@@ -32,6 +32,14 @@ class Schedule(ABC):
 
     t_min: float = 1e-3  # the smallest time samplers evaluate and training draws (the seed's eps in U[eps, 1])
 
+    @property
+    def steps(self) -> int | None:
+        """Number T of integer steps t = i / T the schedule is defined on (a DDPM beta table), None in continuous time.
+
+        The one test for "is this a discrete table": the 'discrete' grid, Algorithm 2 and the ELBO need T.
+        """
+        return None
+
     @abstractmethod
     def log_alpha(self, t: Tensor) -> Tensor:
         """log alpha(t) (float64), 0 at t = 0 for the schedules here."""

@@ -37,6 +37,11 @@ class DiscreteSchedule(VPSchedule):
         self._log_ab = torch.log(self.alpha_bars)  # (T+1,), strictly decreasing
         self.t_min = 1 / self.T  # the first step: networks are trained on t = 1/T .. 1
 
+    @property
+    def steps(self) -> int:
+        """T: the table's integer steps t = i / T, i = 0..T."""
+        return self.T
+
     # -- the seed's discrete quantities, by integer step t in 1..T -------------------------------------
     def posterior_variance(self, t: Tensor) -> Tensor:
         """sigma_t^2 = (1 - alpha_t)(1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) (seed: tractable posterior)."""
@@ -55,9 +60,15 @@ class DiscreteSchedule(VPSchedule):
 
     # -- continuous view -----------------------------------------------------------------------------
     def log_alpha_bar(self, t: Tensor) -> Tensor:
+        """log alpha_bar linear in t on each [(i-1)/T, i/T], exactly the table at t = i / T.
+
+        At a step t = i / T the interval below is used (weight 1 on its upper end), so autograd's d/dt there, hence
+        f(t) and g(t)^2, is the slope of ((i-1)/T, i/T): the interval a reverse step from t = i / T goes down into.
+        """
         t = torch.as_tensor(t)
         u = t.to("cpu", torch.float64).clamp(0, 1) * self.T  # tables live on the CPU; differentiable in t
-        lo = u.floor().clamp(max=self.T - 1).long()
+        # i / T * T can land an ulp above i: within 1e-9 of a step counts as on it
+        lo = (u - 1e-9).ceil().sub(1).clamp(0, self.T - 1).long()
         w = u - lo
         return torch.lerp(self._log_ab[lo], self._log_ab[lo + 1], w).to(t.device)
 

@@ -2,6 +2,10 @@
 
 A grid of `steps` intervals visits `steps` times from 1 down to the schedule's t_min, then 0: the last interval is the
 final denoising step x_0 = E[x_0 | x_{t_min}] (Tweedie), as Algorithm 2's last line with z = 0.
+
+Every grid takes `t_start` (default 1): the grid then runs from t_start < 1 instead, with the same spacing rule on
+[t_min, t_start], for a sampler started from a given x at t_start (SDEdit, image-to-image: x_t = alpha x_0 + sigma eps
+of an input x_0, the diffusion kernel).
 """
 from __future__ import annotations
 
@@ -16,12 +20,23 @@ from difflab.schedules.base import Schedule
 GRIDS = ("uniform", "karras", "logsnr", "focus", "discrete")
 
 
-def discrete_grid(T: int, steps: int | None = None) -> Tensor:
-    """Times i / T for i = T, ..., 1, 0 (Algorithm 2's loop); with steps < T, evenly strided, still from T to 0."""
-    steps = T if steps is None else steps
-    if not 1 <= steps <= T:
-        raise UserError(f"sampling steps must be in 1..{T}, got {steps}")
-    i = torch.linspace(T, 0, steps + 1, dtype=torch.float64).round()
+def discrete_grid(T: int, steps: int | None = None, t_start: float = 1.0) -> Tensor:
+    """Times i / T for i = T, ..., 1, 0 (Algorithm 2's loop); with steps < T, evenly strided, still from T to 0.
+
+    With t_start < 1 the loop starts at step i_0 = round(t_start T) instead of T (steps default i_0, at most i_0).
+    """
+    t_start = float(t_start)
+    if not 0 < t_start <= 1:
+        raise UserError(f"t_start must be in (0, 1], got {t_start:g}: give the time the sampler starts from")
+    i0 = math.floor(t_start * T + 0.5)  # the nearest step (halves up)
+    if i0 < 1:
+        raise UserError(f"t_start = {t_start:g} rounds to step 0 of T = {T}: give t_start >= {0.5 / T:g} "
+                        f"(step 1 or later)")
+    steps = i0 if steps is None else steps
+    if not 1 <= steps <= i0:
+        below = f" (the table steps below t_start = {t_start:g})" if i0 < T else ""
+        raise UserError(f"sampling steps must be in 1..{i0}{below}, got {steps}")
+    i = torch.linspace(i0, 0, steps + 1, dtype=torch.float64).round()
     return i / T
 
 
@@ -29,71 +44,86 @@ def _finish(t: Tensor) -> Tensor:
     return torch.cat([t, t.new_zeros(1)])
 
 
-def uniform_grid(schedule: Schedule, steps: int) -> Tensor:
-    """t uniform from 1 to t_min, then 0."""
-    return _finish(torch.linspace(1.0, schedule.t_min, _check(steps), dtype=torch.float64))
+def uniform_grid(schedule: Schedule, steps: int, t_start: float = 1.0) -> Tensor:
+    """t uniform from t_start (default 1) to t_min, then 0."""
+    t_start = _check_start(schedule, t_start)
+    return _finish(torch.linspace(t_start, schedule.t_min, _check(steps), dtype=torch.float64))
 
 
-def log_snr_grid(schedule: Schedule, steps: int, lambda_range: tuple[float, float] | None = None) -> Tensor:
-    """lambda(t) uniform from lambda(1) to lambda(t_min), then 0 (DPM-Solver's choice).
+def log_snr_grid(schedule: Schedule, steps: int, lambda_range: tuple[float, float] | None = None,
+                 t_start: float = 1.0) -> Tensor:
+    """lambda(t) uniform from lambda(t_start) (default t_start = 1) to lambda(t_min), then 0 (DPM-Solver's choice).
 
-    With lambda_range (lo, hi) the uniform part spans [max(lo, lambda(1)), min(hi, lambda(t_min))] after a first
-    jump from t = 1: for data of unit scale nothing happens below lambda ~ -5, and steps are better spent inside.
+    With lambda_range (lo, hi) the uniform part spans [max(lo, lambda(t_start)), min(hi, lambda(t_min))], after a first
+    jump from t_start when lo > lambda(t_start): for data of unit scale nothing happens below lambda ~ -5, and steps
+    are better spent inside.
     """
-    ends = schedule.log_snr(torch.tensor([1.0, schedule.t_min], dtype=torch.float64))
+    t_start = _check_start(schedule, t_start)
+    ends = schedule.log_snr(torch.tensor([t_start, schedule.t_min], dtype=torch.float64))
     if lambda_range is None:
         lam = torch.linspace(float(ends[0]), float(ends[1]), _check(steps), dtype=torch.float64)
-        return _finish(_pin(schedule.t_of_log_snr(lam), schedule))
+        return _finish(_pin(schedule.t_of_log_snr(lam), schedule, t_start))
     lo, hi = max(lambda_range[0], float(ends[0])), min(lambda_range[1], float(ends[1]))
     if not lo < hi or _check(steps) < 2:
         raise UserError(f"lambda_range {lambda_range} leaves no room inside the schedule's log-SNR range "
                         f"{float(ends[0]):.2f}..{float(ends[1]):.2f}, or steps < 2")
+    if lambda_range[0] <= float(ends[0]):  # no first jump: the window starts at t_start itself
+        t = schedule.t_of_log_snr(torch.linspace(lo, hi, steps, dtype=torch.float64))
+        t[0] = t_start
+        if hi == float(ends[1]):
+            t[-1] = schedule.t_min
+        return _finish(t)
     inner = schedule.t_of_log_snr(torch.linspace(lo, hi, steps - 1, dtype=torch.float64))
-    return _finish(torch.cat([torch.ones(1, dtype=torch.float64), inner.clamp(max=1 - 1e-9)]))
+    return _finish(torch.cat([torch.full((1,), t_start, dtype=torch.float64), inner.clamp(max=t_start * (1 - 1e-9))]))
 
 
-def focus_grid(schedule: Schedule, steps: int) -> Tensor:
+def focus_grid(schedule: Schedule, steps: int, t_start: float = 1.0) -> Tensor:
     """The log-SNR grid on a window that widens with the budget: lambda in [-5 - k, 6 + k], k = log2(steps / 10),
-    after a first jump from t = 1; by ~100 steps it is the full log-SNR grid, so it converges like it.
+    after a first jump from t_start (default 1) when lambda(t_start) is below the window; by ~100 steps it is the full
+    log-SNR grid, so it converges like it.
 
     With few steps, the ends of the log-SNR range (nothing happens below lambda ~ -5 for unit-scale data; the last
     steps above ~6 refine noise far below the data's scale) cost more than they return. The 10-step window was
     chosen on the 2-D mixture of the sampler bench, the widening on a separate 16-D mixture.
     """
+    t_start = _check_start(schedule, t_start)
     k = math.log2(_check(steps) / 10)
-    ends = schedule.log_snr(torch.tensor([1.0, schedule.t_min], dtype=torch.float64))
+    ends = schedule.log_snr(torch.tensor([t_start, schedule.t_min], dtype=torch.float64))
     lo, hi = -5.0 - k, 6.0 + k
-    if steps < 3 or (lo <= float(ends[0]) and hi >= float(ends[1])):
-        return log_snr_grid(schedule, steps)
-    return log_snr_grid(schedule, steps, (lo, hi))
+    inside = lo <= float(ends[0]) and hi >= float(ends[1])
+    if steps < 3 or inside or hi <= float(ends[0]) or lo >= float(ends[1]):  # window covers or misses the range
+        return log_snr_grid(schedule, steps, t_start=t_start)
+    return log_snr_grid(schedule, steps, (lo, hi), t_start=t_start)
 
 
-def karras_grid(schedule: Schedule, steps: int, rho: float = 7.0) -> Tensor:
-    """sigma~ = sigma / alpha spaced as (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho (EDM eq. 5), then 0."""
+def karras_grid(schedule: Schedule, steps: int, rho: float = 7.0, t_start: float = 1.0) -> Tensor:
+    """sigma~ = sigma / alpha spaced as (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho (EDM eq. 5),
+    then 0; s_max = sigma~(t_start) (t_start = 1 by default), s_min = sigma~(t_min)."""
     if rho <= 0:
         raise UserError(f"the Karras grid needs rho > 0, got {rho}")
-    ends = torch.exp(-0.5 * schedule.log_snr(torch.tensor([1.0, schedule.t_min], dtype=torch.float64)))  # sigma~
+    t_start = _check_start(schedule, t_start)
+    ends = torch.exp(-0.5 * schedule.log_snr(torch.tensor([t_start, schedule.t_min], dtype=torch.float64)))  # sigma~
     u = torch.linspace(0, 1, _check(steps), dtype=torch.float64)
     s = (ends[0] ** (1 / rho) + u * (ends[1] ** (1 / rho) - ends[0] ** (1 / rho))) ** rho
-    return _finish(_pin(schedule.t_of_log_snr(-2 * torch.log(s)), schedule))
+    return _finish(_pin(schedule.t_of_log_snr(-2 * torch.log(s)), schedule, t_start))
 
 
 def make_grid(name: str, schedule: Schedule, steps: int, rho: float = 7.0,
-              lambda_range: tuple[float, float] | None = None) -> Tensor:
-    """The named grid of `steps` intervals; 'discrete' strides a discrete schedule's T steps (Algorithm 2)."""
+              lambda_range: tuple[float, float] | None = None, t_start: float = 1.0) -> Tensor:
+    """The named grid of `steps` intervals from t_start (default 1) down to 0; 'discrete' strides a discrete schedule's
+    T steps (Algorithm 2)."""
     if name == "discrete":
-        T = getattr(schedule, "T", None)
-        if T is None:
+        if schedule.steps is None:
             raise UserError("the 'discrete' grid needs a discrete schedule (linear or cosine); use uniform, karras or logsnr")
-        return discrete_grid(T, steps)
+        return discrete_grid(schedule.steps, steps, t_start)
     if name == "karras":
-        return karras_grid(schedule, steps, rho)
+        return karras_grid(schedule, steps, rho, t_start)
     if name == "uniform":
-        return uniform_grid(schedule, steps)
+        return uniform_grid(schedule, steps, t_start)
     if name == "logsnr":
-        return log_snr_grid(schedule, steps, lambda_range)
+        return log_snr_grid(schedule, steps, lambda_range, t_start)
     if name == "focus":
-        return focus_grid(schedule, steps)
+        return focus_grid(schedule, steps, t_start)
     raise UserError(f"grid must be one of {GRIDS}, got {name!r}")
 
 
@@ -103,11 +133,20 @@ def _check(steps: int) -> int:
     return steps
 
 
-def _pin(t: Tensor, schedule: Schedule) -> Tensor:
-    """Put the end points exactly on 1 and t_min (the inverse of lambda is exact only to rounding)."""
+def _check_start(schedule: Schedule, t_start: float) -> float:
+    """t_start as a float in (t_min, 1]."""
+    t_start = float(t_start)
+    if not schedule.t_min < t_start <= 1:
+        raise UserError(f"t_start must satisfy t_min = {schedule.t_min:g} < t_start <= 1, got {t_start:g}: give a "
+                        f"start time in that range (1 = from pure noise)")
+    return t_start
+
+
+def _pin(t: Tensor, schedule: Schedule, t_start: float = 1.0) -> Tensor:
+    """Put the end points exactly on t_start and t_min (the inverse of lambda is exact only to rounding)."""
     t = t.clone()
     t[-1] = schedule.t_min
-    t[0] = 1.0
+    t[0] = t_start
     return t
 
 

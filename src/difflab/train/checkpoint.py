@@ -12,7 +12,8 @@ from torch import Tensor
 
 from difflab.errors import UserError
 
-FORMAT = "difflab-checkpoint-1"
+FORMAT = "difflab-checkpoint-2"  # 2: preconditioned networks on noise levels, data description, every model kind
+OLD_FORMATS = {"difflab-checkpoint-1": "networks conditioned on the schedule's time t, before preconditioning"}
 
 
 def optimizer_to_flat(state: dict) -> tuple[dict[str, Tensor], dict]:
@@ -82,6 +83,9 @@ def read_meta(path: str | Path) -> dict:
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise UserError(f"checkpoint {path} is corrupt or not a safetensors file ({str(e)[:80]}): "
                         "use another checkpoint or retrain") from None
+    if header.get("format") in OLD_FORMATS:
+        raise UserError(f"{path} was written by an earlier difflab ({OLD_FORMATS[header['format']]}): this version "
+                        "cannot load it; retrain with `difflab train --config` on the run's config.yaml")
     if header.get("format") != FORMAT:
         raise UserError(f"{path} is a safetensors file but not a difflab checkpoint (no '{FORMAT}' tag)")
     try:

@@ -18,9 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 from difflab.config import RunConfig, dump_yaml
 from difflab.data.dataset import ImageData
 from difflab.errors import UserError
-from difflab.losses.objective import training_loss
-from difflab.prediction import NetworkDenoiser
-from difflab.train.build import build_denoiser
+from difflab.condition import Condition
+from difflab.losses.objective import Batch, Objective
+from difflab.noise import NoiseSource
+from difflab.train.build import build_objective, model_classes
 from difflab.train.distributed import World, close_world, init_world
 from difflab.train.ema import ema_beta
 from difflab.train.events import EventWriter
@@ -53,13 +54,13 @@ class StepResult:
     time_up: bool  # some rank ran out of the time budget
 
 
-def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData) -> None:
-    """Refuse data whose shape does not fit the network, or labels the network cannot take."""
+def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData, objective: Objective) -> None:
+    """Refuse data whose shape does not fit the network, or labels the model cannot take."""
     net.check_input(data.x[:1])
-    nc = getattr(net.cfg, "num_classes", 0)
-    if nc and (data.labels is None or data.num_classes > nc):
-        raise UserError(f"the model is class-conditional with {nc} classes but the data has "
-                        f"{'no labels' if data.labels is None else f'{data.num_classes} classes'}: set unet.num_classes")
+    nc, key = model_classes(cfg)
+    if objective.uses_labels and (data.labels is None or data.num_classes > nc):
+        raise UserError(f"the {cfg.model} model takes {nc} classes but the data has "
+                        f"{'no labels' if data.labels is None else f'{data.num_classes} classes'}: set {key}")
 
 
 def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -103,7 +104,8 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
                         f"train.grad_accum={tc.grad_accum} equal micro-batches")
     store = CheckpointStore(run_dir, tc.keep_checkpoints)
     st = _start(cfg, store, world, resume, overwrite, log)
-    check_fit(cfg, st.net, data)  # before anything is written
+    objective = build_objective(cfg, data.spec, st.net)
+    check_fit(cfg, st.net, data, objective)  # before anything is written
     if st.images >= tc.max_images:
         raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images): "
                         "pass a larger --max-images")
@@ -113,7 +115,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     if tc.precision == "fp16" and world.device.type == "cpu":
         log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice")
     restore_rng(st, world)
-    st.data_shape = data.shape
+    st.data_spec = data.spec
     metrics = events = None
     problem = None
     if world.main:
@@ -143,8 +145,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
         model = DistributedDataParallel(st.net, device_ids=[world.device] if world.device.type == "cuda" else None)
     if tc.compile:
         log("compiling the network (torch.compile): the first steps take a while")
-    forward = torch.compile(model) if tc.compile else model
-    denoiser = build_denoiser(cfg, with_precision(forward, tc.precision, world.device))
+    forward = with_precision(torch.compile(model) if tc.compile else model, tc.precision, world.device)
     order = DataOrder(len(data), tc.seed)
     total_steps = st.step + math.ceil((tc.max_images - st.images) / tc.batch_size)
     bar = Progress(total_steps, "train", "step", tc.log_every, st.step, log=log, enabled=progress,
@@ -154,7 +155,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     st.net.train()
     try:
         while st.images < tc.max_images:
-            r = _step(st, denoiser, model, data, order, cfg, world)
+            r = _step(st, objective, forward, model, data, order, cfg, world)
             st.step += 1
             st.images += tc.batch_size
             st.seconds = sec0 + time.time() - t_start
@@ -235,19 +236,17 @@ def _record(metrics, events, cfg: RunConfig, st: TrainState, r: StepResult, clos
                                  and math.isfinite(v)})
 
 
-def _step(st: TrainState, denoiser: NetworkDenoiser, model: nn.Module, data: ImageData, order: DataOrder,
-          cfg: RunConfig, world: World) -> StepResult:
-    """One step of Algorithm 1 on the global batch; this rank trains on its slice, in grad_accum micro-batches.
+def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Module, data: ImageData,
+          order: DataOrder, cfg: RunConfig, world: World) -> StepResult:
+    """One step of the objective on the global batch; this rank trains on its slice, in grad_accum micro-batches.
 
-    Everything random is drawn from the step's own seed for the whole global batch, so the step does not depend on
-    the number of ranks or micro-batches (up to float summation order)."""
+    Example k of the global batch draws everything random (t, eps, latent noise, condition dropout) from its own
+    stream (step seed, k), so the step does not depend on the number of ranks or micro-batches (up to float
+    summation order)."""
     tc, dev, B = cfg.train, world.device, cfg.train.batch_size
-    g = torch.Generator().manual_seed(step_seed(tc.seed, st.step))
+    seed = step_seed(tc.seed, st.step)
     idx = order.batch(st.images, B)  # Algorithm 1, line 2 (the global batch)
-    t = denoiser.schedule.sample_t(B, g)  # line 3: t ~ U{1..T} / T, or U[t_min, 1] (DSM)
-    eps = torch.randn((B, *data.shape), generator=g)  # line 4 (drawn on the CPU: the same on any device)
-    torch.manual_seed(step_seed(tc.seed, st.step) + 1 + world.rank)  # dropout
-    use_labels = getattr(st.net.cfg, "num_classes", 0) > 0
+    torch.manual_seed(seed + 1 + world.rank)  # dropout
     mine = world.shard(B)
     micro = (mine.stop - mine.start) // tc.grad_accum
     for group in st.opt.param_groups:
@@ -256,14 +255,11 @@ def _step(st: TrainState, denoiser: NetworkDenoiser, model: nn.Module, data: Ima
     loss_sum = torch.zeros((), device=dev)
     for m in range(tc.grad_accum):
         sl = slice(mine.start + m * micro, mine.start + (m + 1) * micro)
-        x0 = data.x[idx[sl]].to(dev)
-        cond = data.labels[idx[sl]].to(dev) if use_labels else None
+        cond = Condition.labels(data.labels[idx[sl]], data.num_classes).to(dev) if objective.uses_labels else None
+        noise = NoiseSource.for_indices(seed, range(sl.start, sl.stop), block=1)  # lines 3-4, example by example
         last = m == tc.grad_accum - 1
         with model.no_sync() if world.distributed and not last else nullcontext():
-            loss = training_loss(denoiser, denoiser.schedule, x0, t[sl].to(dev), eps[sl].to(dev),  # line 5
-                                 parameterization=tc.parameterization, objective=tc.objective,
-                                 learn_variance=tc.learn_variance, hybrid_weight=tc.hybrid_weight,
-                                 cond=cond).sum() / (mine.stop - mine.start)
+            loss = objective.loss(forward, Batch(data.x[idx[sl]].to(dev), cond), noise).sum() / (mine.stop - mine.start)
             st.scaler.scale(loss).backward()  # DDP averages over ranks: the gradient of the global mean
         loss_sum += loss.detach()
     st.scaler.unscale_(st.opt)

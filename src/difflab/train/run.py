@@ -1,4 +1,4 @@
-"""A finished or running run folder: its config and its networks, loaded without pickle."""
+"""A finished or running run folder: its config, its networks and its data description, loaded without pickle."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,9 +7,14 @@ from pathlib import Path
 from torch import nn
 
 from difflab.config import RunConfig, from_dict
+from difflab.data.dataset import DataSpec
 from difflab.errors import UserError
+from difflab.train.checkpoint import read_meta
 from difflab.train.loop import CHECKPOINT
 from difflab.train.state import load_state
+
+WHAT = {"diffusion": "a diffusion run folder from `difflab train`", "vae": "a VAE run from `difflab vae`",
+        "classifier": "a classifier run (difflab train --set model=classifier)"}
 
 
 @dataclass(frozen=True)
@@ -19,23 +24,30 @@ class LoadedRun:
     ema: nn.Module  # EMA weights
     step: int
     images: int
-    shape: tuple[int, ...]  # one example, (C, H, W) or (D,)
+    spec: DataSpec  # what the model was trained on
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One example, (C, H, W) or (D,)."""
+        return self.spec.shape
 
 
-def load_run(path: str | Path) -> LoadedRun:
-    """Load a run folder (or its checkpoint file); the config comes from the checkpoint itself."""
-    from difflab.train.checkpoint import read_meta
-
+def load_run(path: str | Path, model: str = "diffusion") -> LoadedRun:
+    """Load a run folder (or its checkpoint file) of the given model kind; the config comes from the checkpoint."""
     path = Path(path)
     ckpt = path / CHECKPOINT if path.is_dir() else path
     meta = read_meta(ckpt)
-    if isinstance(meta.get("config"), dict) and "vae" in meta["config"]:
-        raise UserError(f"{ckpt} is a VAE checkpoint (from `difflab vae`); sample and eval take a diffusion run "
-                        "folder from `difflab train`")
+    saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    kind = saved.get("model", "diffusion")
+    if kind != model:
+        raise UserError(f"{ckpt} is {WHAT.get(kind, kind)}, but this command takes {WHAT[model]}")
     try:
         cfg = from_dict(RunConfig, meta["config"])
     except (KeyError, UserError) as e:
         raise UserError(f"checkpoint {ckpt} carries an unusable config ({e}): retrain or use another checkpoint") from None
+    if not meta.get("data"):
+        raise UserError(f"checkpoint {ckpt} was written before any training step: train it first (--resume)")
     st = load_state(ckpt, cfg)
     st.net.eval()
-    return LoadedRun(cfg, st.net, st.ema.model, st.step, st.images, st.data_shape)
+    st.ema.model.eval()
+    return LoadedRun(cfg, st.net, st.ema.model, st.step, st.images, st.data_spec)

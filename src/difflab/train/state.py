@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from difflab.config import RunConfig, to_dict
+from difflab.data.dataset import DataSpec
 from difflab.errors import UserError
 from difflab.train.build import build_network
 from difflab.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, split_prefix
@@ -29,7 +30,7 @@ class TrainState:
     images: int = 0  # images seen: also the position in the data stream and the clock of the LR and EMA schedules
     seconds: float = 0.0  # wall-clock training time so far (across resumes)
     bad_in_a_row: int = 0  # consecutive skipped (non-finite) steps
-    data_shape: tuple[int, ...] = ()  # shape of one training example, (C, H, W) or (D,)
+    data_spec: DataSpec | None = None  # what the training data is (shape, 8-bit or not, range, classes)
     rng: dict[str, Tensor] = field(default_factory=dict)  # every rank's generator states, from the checkpoint
 
 
@@ -63,7 +64,7 @@ def state_tensors(st: TrainState) -> tuple[dict[str, Tensor], dict]:
 
 def checkpoint_meta(cfg: RunConfig, st: TrainState, world: World, opt_meta: dict) -> dict:
     return {"config": to_dict(cfg), "step": st.step, "images": st.images, "seconds": st.seconds,
-            "data_shape": list(st.data_shape), "optimizer": opt_meta, "grad_scaler": st.scaler.state_dict(),
+            "data": st.data_spec.to_dict() if st.data_spec else None, "optimizer": opt_meta, "grad_scaler": st.scaler.state_dict(),
             "bad_in_a_row": st.bad_in_a_row, "world_size": world.size, "data_position": st.images,
             "lr": lr_at(cfg, st.images)}
 
@@ -101,7 +102,7 @@ def restore(tensors: dict[str, Tensor], meta: dict, cfg: RunConfig, path: Path,
         st.scaler.load_state_dict(meta["grad_scaler"])
     st.step, st.images, st.seconds = meta["step"], meta["images"], meta["seconds"]
     st.bad_in_a_row = meta.get("bad_in_a_row", 0)
-    st.data_shape = tuple(meta.get("data_shape", ()))
+    st.data_spec = DataSpec.from_dict(meta["data"]) if meta.get("data") else None
     st.rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
     return st
 

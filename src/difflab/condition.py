@@ -1,0 +1,87 @@
+"""What a sample is conditioned on: named tensors (class label, token ids, a low-resolution image, a mask, ...), each
+with a null value, so one network is conditional and unconditional at once (condition dropout in training,
+classifier-free guidance at sampling time)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+from torch import Tensor
+
+from difflab.errors import UserError
+
+LABEL = "label"  # class index in [0, num_classes); its null value is num_classes
+
+
+@dataclass(frozen=True)
+class Condition:
+    """values[name] is (B, ...) for every field; nulls[name] is one example's null value (...)."""
+
+    values: Mapping[str, Tensor]
+    nulls: Mapping[str, Tensor]
+
+    def __post_init__(self) -> None:
+        if set(self.values) != set(self.nulls):
+            raise ValueError(f"every condition field needs a null value: {sorted(self.values)} vs {sorted(self.nulls)}")
+        if len({len(v) for v in self.values.values()}) > 1:
+            raise ValueError("condition fields must share the batch size")
+
+    @classmethod
+    def labels(cls, y: Tensor, num_classes: int) -> "Condition":
+        """Class labels (B,) in [0, num_classes); the null label is num_classes."""
+        y = torch.as_tensor(y, dtype=torch.long)
+        bad = y[(y < 0) | (y >= num_classes)]
+        if len(bad):
+            raise UserError(f"class {int(bad[0])} is out of range: the model knows classes 0..{num_classes - 1}")
+        return cls({LABEL: y}, {LABEL: torch.tensor(num_classes, device=y.device)})
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(sorted(self.values))
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self.values[name]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.values.values()))) if self.values else 0
+
+    def _map(self, fn) -> "Condition":
+        return Condition({k: fn(v) for k, v in self.values.items()}, self.nulls)
+
+    def index(self, idx) -> "Condition":
+        """Rows idx (a slice, an index tensor or a boolean mask)."""
+        return self._map(lambda v: v[idx])
+
+    def repeat(self, n: int) -> "Condition":
+        """The batch n times over: [c, c, ..., c], (n B, ...)."""
+        return self._map(lambda v: v.repeat(n, *([1] * (v.ndim - 1))))
+
+    def cat(self, other: "Condition") -> "Condition":
+        """This batch followed by another's (the doubled batch of classifier-free guidance)."""
+        if other.fields != self.fields:
+            raise ValueError(f"cannot concatenate conditions with fields {self.fields} and {other.fields}")
+        return Condition({k: torch.cat([v, other.values[k]]) for k, v in self.values.items()}, self.nulls)
+
+    def null(self) -> "Condition":
+        """Every row replaced by the null value: the unconditional model."""
+        return self.drop(torch.ones(len(self), dtype=torch.bool))
+
+    def drop(self, mask: Tensor) -> "Condition":
+        """Rows where mask (B,) is true replaced by the null value (condition dropout)."""
+        def one(k: str, v: Tensor) -> Tensor:
+            m = mask.to(v.device).reshape(-1, *([1] * (v.ndim - 1)))
+            return torch.where(m, self.nulls[k].to(v.device, v.dtype), v)
+        return Condition({k: one(k, v) for k, v in self.values.items()}, self.nulls)
+
+    def to(self, device: torch.device | str) -> "Condition":
+        return Condition({k: v.to(device) for k, v in self.values.items()},
+                         {k: v.to(device) for k, v in self.nulls.items()})
+
+
+def check_condition(takes: tuple[str, ...], fields: tuple[str, ...]) -> None:
+    """Refuse a condition field the model does not take (one line for the user)."""
+    extra = [f for f in fields if f not in takes]
+    if extra:
+        what = f"conditions {list(takes)}" if takes else "no condition (it was trained unconditionally)"
+        raise UserError(f"the model takes {what}, not {extra[0]!r}: drop that option or train a model that takes it")
