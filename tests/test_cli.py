@@ -175,6 +175,19 @@ def test_a_vae_checkpoint_is_named_as_such(tmp_path):
     assert_one_line_error(difflab("sample", "--run", "vae.safetensors", cwd=tmp_path), "VAE run", "difflab train")
 
 
+def test_a_checkpoint_of_the_previous_format_and_an_unconditional_model_asked_for_a_class(tmp_path):
+    import torch
+
+    from safetensors.torch import save_file
+
+    save_file({"model.w": torch.zeros(2)}, str(tmp_path / "old.safetensors"),
+              metadata={"format": "difflab-checkpoint-1", "meta": "{}"})
+    for cmd in (("sample", "--run"), ("eval", "nll", "--checkpoint")):
+        assert_one_line_error(difflab(*cmd, "old.safetensors", cwd=tmp_path), "earlier difflab", "retrain")
+    assert difflab("train", *TINY_TOY, "--out", "toy", "--sample", "0", cwd=tmp_path).returncode == 0
+    assert_one_line_error(difflab("sample", "--run", "toy", "--class", "3", cwd=tmp_path), "takes no condition")
+
+
 def test_nan_in_the_data_is_refused(tmp_path):
     x = np.zeros((8, 28, 28), np.float32)
     x[3, 4, 5] = np.nan

@@ -59,20 +59,32 @@ def test_torchrun_two_processes_equal_one_process_on_the_same_global_batch(tmp_p
         assert diff.max() < 2 * 1e-3 * 10, diff.max()  # at most the lr-sized noise, 10 steps
 
 
-def kill_and_resume(tmp_path: Path, nproc: int) -> None:
-    args = [*UNET, "--set", "train.max_images=480", "--set", "train.checkpoint_every_images=64"]  # 30 steps
-    full = difflab("train", *args, "--out", "full", cwd=tmp_path, nproc=nproc)
+# the VAE and the noise-conditional classifier go through the same loop (objectives of their own)
+VAE = ["vae", "--set", "data.limit=512", "--set", "vae.width=8", "--set", "train.batch_size=16",
+       "--set", "train.log_every=1", "--set", "train.ema_half_life_images=200", "--eval-images", "16"]
+CLASSIFIER = ["train", *UNET, "--set", "model=classifier", "--set", "classifier.base_channels=8",
+              "--set", "classifier.channel_mult=[1,2]", "--set", "classifier.attention_levels=[1]"]
+
+
+def kill_and_resume(tmp_path: Path, nproc: int, command_args: tuple[str, ...] = ("train", *UNET)) -> None:
+    args = [*command_args, "--set", "train.max_images=480", "--set", "train.checkpoint_every_images=64"]  # 30 steps
+    full = difflab(*args, "--out", "full", cwd=tmp_path, nproc=nproc)
     assert full.returncode == 0, full.stderr
     step = random.SystemRandom().randrange(3, 20)  # a random step, printed on failure
-    rc = kill_at_step(command("train", *args, "--out", "cut", nproc=nproc), tmp_path, tmp_path / "cut", step)
+    rc = kill_at_step(command(*args, "--out", "cut", nproc=nproc), tmp_path, tmp_path / "cut", step)
     assert rc == -signal.SIGKILL, f"the run ended ({rc}) before it could be killed at step {step}"
     latest = tmp_path / "cut" / "checkpoint.safetensors"
     had = latest.exists()  # killed before the first checkpoint (step 4): the resume starts the run afresh
     assert not had or json.loads(load_file_meta(latest))["step"] < 30  # it really was cut short
-    resumed = difflab("train", *args, "--out", "cut", "--resume", cwd=tmp_path, nproc=nproc)
+    resumed = difflab(*args, "--out", "cut", "--resume", cwd=tmp_path, nproc=nproc)
     assert resumed.returncode == 0, resumed.stderr
     assert ("resuming from" in resumed.stdout) == had, (step, resumed.stdout)
     assert_bitwise_equal(tmp_path / "full", tmp_path / "cut")
+
+
+@pytest.mark.parametrize("model", ["vae", "classifier"])
+def test_the_vae_and_the_classifier_resume_bitwise_after_sigkill(tmp_path, model):
+    kill_and_resume(tmp_path, nproc=0, command_args=tuple(VAE if model == "vae" else CLASSIFIER))
 
 
 def test_sigkill_at_a_random_step_then_resume_is_bitwise_exact(tmp_path):

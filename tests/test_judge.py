@@ -10,19 +10,6 @@ from difflab.data.mnist import load_mnist
 from difflab.errors import UserError
 from difflab.eval import judge as J
 
-QUICK_STEPS = 600  # cold cache: a test-only judge (~40 s on one core), not written to the cache
-
-
-@pytest.fixture(scope="session")
-def judge() -> tuple[nn.Module, dict | None]:
-    """The cached judge and its sidecar if there is one, else a quickly trained judge and None."""
-    loaded = J._load(J.judge_dir())
-    if loaded is not None:
-        return loaded
-    model, _ = J.train_judge(max_steps=QUICK_STEPS, log=lambda _: None)
-    return model.eval(), None
-
-
 @pytest.fixture(scope="session")
 def test_split() -> tuple[np.ndarray, np.ndarray]:
     """MNIST test images (10000, 28, 28) and labels."""

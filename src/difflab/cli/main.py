@@ -82,6 +82,9 @@ def make_parser() -> Parser:
     s.add_argument("--variance", choices=["posterior", "beta"], help="sigma_t^2 of Algorithm 2")
     s.add_argument("--no-clip", action="store_true", help="do not clip predicted x0 to [-1, 1]")
     s.add_argument("--live", action="store_true", help="use the live weights instead of the EMA")
+    s.add_argument("--schedule", choices=["linear", "cosine", "vp", "subvp", "ve", "edm"],
+                   help="sample on another schedule's grid (the network sees only the noise level, so one trained "
+                        "under the linear table samples under the cosine table or an SDE; default: the run's)")
     s.add_argument("--class", dest="classes", metavar="K[,K...]",
                    help="class-conditional runs: the class(es) to sample, cycled over the samples (sets sample.classes)")
     _common(s, config=False)
@@ -202,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_run(cfg, args.out, resume=args.resume, log=log, progress=not args.quiet)
     from difflab.train.distributed import is_main_process
 
-    if args.sample != 0 and is_main_process():
+    if args.sample != 0 and cfg.model == "diffusion" and is_main_process():
         sample_run(load_run(args.out), args.out, cfg.sample, log=log, progress=not args.quiet)
     return 0
 
@@ -230,6 +233,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not args.name or Path(args.name).name != args.name or args.name.startswith("."):
         raise UserError(f"--name must be a plain file stem like 'samples', got {args.name!r}")
     run = load_run(args.run)
+    if args.schedule:
+        run = replace(run, cfg=replace(run.cfg, schedule=replace(run.cfg.schedule, kind=args.schedule)))
     sc = run.cfg.sample
     changes = {k: v for k, v in {"num_samples": args.num, "steps": args.steps, "seed": args.seed,
                                  "variance": args.variance, "sampler": args.sampler, "grid": args.grid,
