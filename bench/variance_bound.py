@@ -11,6 +11,7 @@ import math
 
 from difflab.eval.likelihood import per_image_terms
 from difflab.train.run import load_run
+from difflab.utils import bits_per_dim
 
 
 def main() -> None:
@@ -26,9 +27,9 @@ def main() -> None:
     for v in variances:
         L0, Lt, LT, dims, where, _ = per_image_terms(run, num_images=args.num_images, num_t=args.num_t, variance=v,
                                                      seed=args.seed, progress=False, log=lambda s: None)
-        totals[v] = (L0 + Lt + LT) / (dims * math.log(2))  # bits/dim per image
+        totals[v] = bits_per_dim(L0 + Lt + LT, dims)  # per image
         print(f"{v:<10} {totals[v].mean():.4f} bits/dim  (+- {totals[v].std() / math.sqrt(len(L0)):.4f} over images; "
-              f"L_0 {L0.mean() / (dims * math.log(2)):.4f}, sum L_t-1 {Lt.mean() / (dims * math.log(2)):.4f})")
+              f"L_0 {bits_per_dim(L0.mean(), dims):.4f}, sum L_t-1 {bits_per_dim(Lt.mean(), dims):.4f})")
     base = variances[-1]
     for v in variances[:-1]:
         d = totals[v] - totals[base]

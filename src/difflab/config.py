@@ -33,6 +33,7 @@ class TrainConfig:
     edm_p_mean: float = -1.2  # edm objective: mean of ln sigma~ for training noise levels
     edm_p_std: float = 1.2  # edm objective: standard deviation of ln sigma~
     cond_dropout: float = 0.0  # class-conditional: probability an example trains with the null label instead
+    continuous_levels: bool = False  # discrete tables: train at t ~ U[1/T, 1] between the steps (log-SNR interpolated)
     learn_variance: bool = False  # the network also predicts the reverse variance (needs elbo or hybrid)
     hybrid_weight: float = 1e-3  # weight of the ELBO part of the hybrid objective
     batch_size: int = 64  # images per optimisation step
@@ -61,6 +62,9 @@ class TrainConfig:
         Parameterization(self.parameterization, self.sigma_data)  # validates both
         if not 0 <= self.cond_dropout < 1:
             raise UserError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if self.continuous_levels and self.objective in ("elbo", "hybrid"):
+            raise UserError("train.continuous_levels needs objective simple or edm: the ELBO's terms sit on the table's "
+                            "integer steps")
         if self.edm_p_std <= 0:
             raise UserError(f"train.edm_p_std must be positive, got {self.edm_p_std}")
         if self.objective not in OBJECTIVES:
@@ -94,7 +98,8 @@ class SampleConfig:
     use_ema: bool = True  # sample from the EMA weights
     batch_size: int = 256  # samples per network call (results do not depend on it)
     seed: int = 0  # sample k uses its own noise stream from (seed, k)
-    classes: tuple[int, ...] = ()  # class-conditional models: labels to sample, cycled (empty: see docs/conditioning)
+    classes: tuple[int, ...] = ()  # class-conditional: labels to sample, cycled (empty: null label if trained with
+    # train.cond_dropout > 0, else sample k gets class k mod C)
 
     def __post_init__(self) -> None:
         if self.variance not in VARIANCES + ("auto",):

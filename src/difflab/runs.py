@@ -111,18 +111,14 @@ def clipped(denoiser: Denoiser, spec: DataSpec, clip: bool = True) -> Denoiser:
 def sample_condition(run: LoadedRun, sc: SampleConfig) -> Condition | None:
     """The labels to sample: sample.classes cycled over the samples; without them a class-conditional model samples
     unconditionally if it was trained with condition dropout, else sample k gets class k mod C."""
-    net = run.ema
-    if not sc.classes:
-        if not net.conditions:
-            return None
-        nc = run.spec.num_classes or model_classes(run.cfg)[0]
-        if run.cfg.train.cond_dropout > 0:
-            return Condition.labels(torch.zeros(sc.num_samples), nc).null()
-        return Condition.labels(torch.arange(sc.num_samples) % nc, nc)
-    check_condition(net.conditions, (LABEL,))
-    nc = model_classes(run.cfg)[0]
-    classes = torch.tensor(sc.classes)
-    return Condition.labels(classes[torch.arange(sc.num_samples) % len(classes)], nc)
+    takes, nc, k = run.ema.conditions, model_classes(run.cfg)[0], torch.arange(sc.num_samples)
+    if sc.classes:
+        check_condition(takes, (LABEL,))
+        return Condition.labels(torch.tensor(sc.classes)[k % len(sc.classes)], nc)
+    if not takes:
+        return None
+    labels = Condition.labels(k % nc, nc)
+    return labels.null() if run.cfg.train.cond_dropout > 0 else labels
 
 
 def trajectory_figures(run: LoadedRun, out: Path, n: int = 4, seed: int = 0, cols: int = 8) -> None:

@@ -16,6 +16,11 @@ EPILOG = """examples:
   torchrun --standalone --nproc_per_node=2 -m difflab train --data mnist --out runs/ddp   # data parallel
   difflab sample --run runs/mnist --num 64 --steps 250
   difflab sample --run runs/mnist --sampler dpmpp_3m --nfe 20   # any sampler, any grid (--grid karras)
+  difflab sample --run runs/mnist --schedule cosine             # the network sees noise levels: any schedule
+  difflab train --data mnist --set unet.num_classes=10 --set train.cond_dropout=0.1 --out runs/cond
+  difflab sample --run runs/cond --class 7                       # class-conditional sampling
+  difflab train --data mnist --set train.parameterization=edm --set train.objective=edm   # EDM precond + loss
+  difflab train --data mnist --set model=classifier --out runs/clf   # noise-conditional classifier p(y | x_t, t)
   difflab bench samplers                        # every sampler against exact scores, vs diffusers
   difflab eval nll --checkpoint runs/mnist       # the ELBO term by term, bits/dim on the test split
 """

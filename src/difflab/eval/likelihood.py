@@ -12,7 +12,7 @@ from difflab.data.build import build_dataset
 from difflab.errors import UserError
 from difflab.losses.elbo import elbo_exact, elbo_importance
 from difflab.precond import Precond
-from difflab.train.build import build_denoiser
+from difflab.train.build import build_denoiser, model_classes
 from difflab.utils import bits_per_dim
 from difflab.train.progress import Progress
 from difflab.train.run import LoadedRun
@@ -145,10 +145,11 @@ def evaluate_split(run: LoadedRun, fn: Callable[[Precond, torch.Tensor, Conditio
     denoiser = build_denoiser(cfg, net)
     device = next(net.parameters()).device
     takes_labels = bool(net.conditions) and data.labels is not None
+    classes = model_classes(cfg)[0]
     parts = []
     bar = Progress(-(-len(data) // batch_size), "nll", "batch", every=1, log=log, enabled=progress)
     for i in range(0, len(data), batch_size):
-        cond = Condition.labels(data.labels[i: i + batch_size], data.num_classes).to(device) if takes_labels else None
+        cond = Condition.labels(data.labels[i: i + batch_size], classes).to(device) if takes_labels else None
         parts.append(tuple(v.cpu() for v in fn(denoiser, data.x[i: i + batch_size].to(device), cond)))
         bar.update(1)
     bar.close()

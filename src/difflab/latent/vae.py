@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from difflab.errors import UserError
 from difflab.losses.gaussian import discretized_gaussian_log_prob, gaussian_log_prob, normal_kl

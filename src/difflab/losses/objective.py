@@ -72,6 +72,7 @@ class DiffusionObjective:
     quantized: bool = True  # 8-bit data: the ELBO's L_0 is the discretized decoder
     p_mean: float = -1.2  # edm: mean of ln sigma~
     p_std: float = 1.2  # edm: standard deviation of ln sigma~
+    integer_steps: bool = True  # a table's integer steps i / T (Algorithm 1); False: any t in [1/T, 1]
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVES:
@@ -83,7 +84,7 @@ class DiffusionObjective:
     def times(self, u: Tensor) -> Tensor:
         if self.kind == "edm":
             return log_normal_times(self.schedule, u, self.p_mean, self.p_std)
-        return training_times(self.schedule, u, integer_steps=True)
+        return training_times(self.schedule, u, self.integer_steps)
 
     def loss(self, net: nn.Module, batch: Batch, noise: NoiseSource) -> Tensor:
         x0 = batch.x

@@ -1,7 +1,6 @@
 """U-Net building blocks: ResNet block with time embedding, self-attention, resampling."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 

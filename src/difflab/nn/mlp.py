@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from difflab.errors import UserError
 from difflab.condition import Condition

@@ -89,17 +89,10 @@ class Schedule(ABC):
         return -0.5 * (x / s).square().sum(1) - x.shape[1] * (math.log(s) + 0.5 * math.log(2 * math.pi))
 
     def q_sample(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-        """Diffusion kernel: x_t = alpha(t) x_0 + sigma(t) eps (seed: 'Diffusion kernel')."""
-        from difflab.utils import append_dims
+        """Diffusion kernel: x_t = alpha(t) x_0 + sigma(t) eps (seed: 'Diffusion kernel'); t float64 (B,) or scalar."""
+        from difflab.utils import bcast
 
-        a = append_dims(self.alpha(t), x0.ndim).to(x0.dtype)
-        s = append_dims(self.sigma(t), x0.ndim).to(x0.dtype)
-        return a * x0 + s * eps
-
-    def sample_t(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Training times t ~ U[t_min, 1] (continuous denoising score matching), (n,) float64."""
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        return self.t_min + (1 - self.t_min) * u
+        return bcast(self.alpha(t), x0) * x0 + bcast(self.sigma(t), x0) * eps
 
 
 class VPSchedule(Schedule):

@@ -72,10 +72,6 @@ class DiscreteSchedule(VPSchedule):
         w = u - lo
         return torch.lerp(self._log_ab[lo], self._log_ab[lo + 1], w).to(t.device)
 
-    def sample_t(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Training times i / T with i ~ Uniform({1, ..., T}) (Algorithm 1, line 3), (n,) float64."""
-        return torch.randint(1, self.T + 1, (n,), generator=generator).double() / self.T
-
     def t_of_log_alpha_bar(self, log_ab: Tensor) -> Tensor:
         return self._t_of_log_ab(torch.as_tensor(log_ab).detach().to("cpu", torch.float64)).to(torch.as_tensor(log_ab).device)
 

@@ -160,3 +160,13 @@ def check_grid(grid: Tensor) -> Tensor:
     if not bool((grid >= 0).all() and (grid <= 1).all()):
         raise UserError(f"grid times must lie in [0, 1], got {grid.min().item():g}..{grid.max().item():g}")
     return grid
+
+
+def on_table(grid: Tensor, T: int) -> Tensor:
+    """A grid's times moved to the nearest table step i / T (a discrete-trained network saw only those), repeats
+    dropped; the first time and the final 0 stay."""
+    grid = check_grid(grid)
+    snapped = (grid * T).round() / T
+    snapped[0], snapped[-1] = grid[0], grid[-1]
+    keep = torch.cat([torch.ones(1, dtype=torch.bool), snapped[1:] < snapped[:-1]])
+    return check_grid(snapped[keep])

@@ -47,7 +47,8 @@ def _diffusion(cfg: RunConfig, spec: DataSpec, net: nn.Module) -> Objective:
     tc = cfg.train
     return DiffusionObjective(build_schedule(cfg), parameterization(cfg), tc.objective, tc.learn_variance,
                               tc.hybrid_weight, tc.cond_dropout, uses_labels=bool(net.conditions),
-                              quantized=spec.quantized, p_mean=tc.edm_p_mean, p_std=tc.edm_p_std)
+                              quantized=spec.quantized, p_mean=tc.edm_p_mean, p_std=tc.edm_p_std,
+                              integer_steps=not tc.continuous_levels)
 
 
 OBJECTIVES: dict[str, Callable[[RunConfig, DataSpec, nn.Module], Objective]] = {

@@ -249,13 +249,14 @@ def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Mo
     torch.manual_seed(seed + 1 + world.rank)  # dropout
     mine = world.shard(B)
     micro = (mine.stop - mine.start) // tc.grad_accum
+    classes = model_classes(cfg)[0]  # the model's class count: its null label is this index
     for group in st.opt.param_groups:
         group["lr"] = lr_at(cfg, st.images)
     st.opt.zero_grad(set_to_none=True)
     loss_sum = torch.zeros((), device=dev)
     for m in range(tc.grad_accum):
         sl = slice(mine.start + m * micro, mine.start + (m + 1) * micro)
-        cond = Condition.labels(data.labels[idx[sl]], data.num_classes).to(dev) if objective.uses_labels else None
+        cond = Condition.labels(data.labels[idx[sl]], classes).to(dev) if objective.uses_labels else None
         noise = NoiseSource.for_indices(seed, range(sl.start, sl.stop), block=1)  # lines 3-4, example by example
         last = m == tc.grad_accum - 1
         with model.no_sync() if world.distributed and not last else nullcontext():
