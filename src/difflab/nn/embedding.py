@@ -1,5 +1,5 @@
-"""Noise-level embedding: sinusoidal features of c_noise = ln(sigma~) / 4 (Transformer positional encoding), and the
-class-label embedding with its null label."""
+"""Noise-level embedding: sinusoidal features of c_noise = t_VP(sigma~) (Transformer positional encoding of 1000 c_noise,
+as DDPM embeds its step), and the class-label embedding with its null label."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from difflab.condition import LABEL, Condition
 
-NOISE_SCALE = 400.0  # c_noise spans ~2.5 over a schedule's range; x400 gives the resolution 1000 t had over t in [0, 1]
+NOISE_SCALE = 1000.0  # c_noise = t_VP in [0, 1] over the DDPM range: DDPM's step index
 
 
 def sinusoidal(v: Tensor, dim: int, scale: float = NOISE_SCALE, max_period: float = 10000.0) -> Tensor:
