@@ -1,4 +1,5 @@
 """The real commands on tiny settings, and bad input: one line, exit code 2, nothing half-written."""
+import json
 import os
 import subprocess
 import sys
@@ -46,14 +47,17 @@ def test_config_file_and_overrides(tmp_path):
 
 
 def test_demo_on_tiny_settings(tmp_path):
-    p = difflab("demo", "--out", "d", "--minutes", "0.05", "--threads", "1", *TINY_UNET, "--set", "data.limit=512",
-                "--set", "sample.steps=5", "--set", "sample.num_samples=4", cwd=tmp_path)
+    p = difflab("demo", "--out", "d", "--minutes", "0.3", "--threads", "1", *TINY_UNET, "--set", "data.limit=512",
+                "--set", "schedule.T=50", "--set", "sample.steps=5", "--set", "sample.num_samples=4", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     d = tmp_path / "d"
     for f in ("samples.png", "forward.png", "reverse.png", "loss.png", "report.md", "checkpoint.safetensors"):
         assert (d / f).is_file(), f
     report = (d / "report.md").read_text()
     assert "samples.png" in report and "training" in report and "bits/dim" in report
+    assert "Where the time went" in report and "Too short to mean much" in report
+    spent = json.loads((d / "summary.json").read_text())["seconds"]
+    assert spent["total"] <= 1.05 * spent["budget"] + 5 and spent["evaluation"] > 0, spent
     assert np.load(d / "samples.npz")["images"].shape == (4, 28, 28)
     p = difflab("eval", "nll", "--checkpoint", "d", "--num-images", "4", "--num-t", "4", "--quiet", cwd=tmp_path)
     assert p.returncode == 0, p.stderr

@@ -6,7 +6,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import yaml
 
@@ -39,12 +39,14 @@ class TrainConfig:
     batch_size: int = 64  # images per optimisation step
     lr: float = 2e-4  # peak AdamW learning rate
     weight_decay: float = 0.0  # AdamW decoupled weight decay
-    warmup_images: int = 5000  # linear learning-rate warm-up length
+    warmup_images: Optional[int] = None  # linear learning-rate warm-up (unset: 5% of the run's planned images, <= 5000)
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
-    ema_half_life_images: int = 50000  # EMA half-life; beta = 0.5 ** (batch / half-life)
+    ema_half_life_images: Optional[int] = None  # EMA half-life; beta = 0.5 ** (batch / half-life) (unset: 10% of the
+    # run's planned images, at most 50000; planned = max_images, or what --minutes allows at the measured speed)
     ema_rampup: float = 0.1  # early on, half-life = min(half-life, ema_rampup * images seen); 0 = off
     max_images: int = 1_000_000  # stop after this many training images
-    minutes: float = 0.0  # stop after this much wall-clock training time (0 = no limit)
+    minutes: float = 0.0  # wall-clock budget of the command, sampling after training included (0 = no limit); a
+    # resumed run's budget is its total: training stops early enough for the work that follows
     checkpoint_every_images: int = 50000  # write a checkpoint this often (and at the end)
     keep_checkpoints: int = 3  # checkpoints/ keeps this many (checkpoint.safetensors is always the newest)
     log_every: int = 50  # steps between metric lines
@@ -79,27 +81,31 @@ class TrainConfig:
                             f"got {self.grad_accum}")
         _nonnegative(self, "hybrid_weight")
         _positive(self, "keep_checkpoints", "max_bad_steps")
-        _positive(self, "batch_size", "lr", "max_images", "ema_half_life_images", "checkpoint_every_images", "log_every")
-        _nonnegative(self, "weight_decay", "warmup_images", "grad_clip", "minutes", "ema_rampup")
+        _positive(self, "batch_size", "lr", "max_images", "checkpoint_every_images", "log_every")
+        _nonnegative(self, "weight_decay", "grad_clip", "minutes", "ema_rampup")
+        if self.warmup_images is not None and self.warmup_images < 0:
+            raise UserError(f"train.warmup_images must be >= 0, got {self.warmup_images}")
+        if self.ema_half_life_images is not None and self.ema_half_life_images <= 0:
+            raise UserError(f"train.ema_half_life_images must be positive, got {self.ema_half_life_images}")
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """Algorithm 2: how many samples, on how many steps, with which variance."""
+    """How to sample: which sampler, at what cost (NFE or grid steps), how many, from which seed."""
 
     num_samples: int = 64  # images to generate
-    sampler: str = "ancestral"  # ancestral, ddim, euler_maruyama, pc, langevin, heun, rk45, dpmpp_2m, dpmpp_3m, dpmpp_pc, edm
+    sampler: str = "dpmpp_3m"  # ancestral (Algorithm 2), ddim, euler_maruyama, pc, langevin, heun, rk45, dpmpp_2m, dpmpp_3m, dpmpp_pc, edm
+    nfe: Optional[int] = None  # network evaluations per sample; sets the grid size (unset: the sampler's default budget)
+    steps: Optional[int] = None  # grid intervals instead of nfe; 1..T on a discrete schedule (unset: from nfe)
     grid: str = "auto"  # uniform, karras, logsnr, focus, discrete, calibrated (fitted to the model), auto (usual one)
-    steps: int = 0  # grid intervals (0 = all T on a discrete schedule, 100 otherwise)
-    nfe: int = 0  # network evaluations per sample; sets steps for the sampler (0 = use steps)
     eta: float = 0.0  # ddim: 0 deterministic, 1 ancestral
-    variance: str = "auto"  # sigma_t^2: posterior, beta, learned, or auto (learned if trained, else posterior)
-    clip: bool = True  # clip predicted x0 to [-1, 1] (images only; 2-D data is never clipped)
+    variance: str = "auto"  # ancestral sigma_t^2: posterior, beta, learned, or auto (learned if trained, else posterior)
+    clip: bool = True  # clip predicted x0 to the data's range (images only; 2-D data is never clipped)
     use_ema: bool = True  # sample from the EMA weights
     batch_size: int = 256  # samples per network call (results do not depend on it)
     seed: int = 0  # sample k uses its own noise stream from (seed, k)
-    classes: tuple[int, ...] = ()  # class-conditional: labels to sample, cycled (empty: null label if trained with
-    # train.cond_dropout > 0, else sample k gets class k mod C)
+    classes: tuple[int, ...] = ()  # class-conditional: labels to sample, cycled, e.g. [3,7] (empty: null label if
+    # trained with train.cond_dropout > 0, else sample k gets class k mod C)
 
     def __post_init__(self) -> None:
         if self.variance not in VARIANCES + ("auto",):
@@ -110,8 +116,14 @@ class SampleConfig:
         get_sampler(self.sampler)
         if self.grid not in GRIDS + ("auto", "calibrated"):
             raise UserError(f"sample.grid must be auto, calibrated or one of {GRIDS}, got {self.grid!r}")
+        for name in ("nfe", "steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"sample.{name} must be a positive integer, got {getattr(self, name)}; leave it unset "
+                                "for the sampler's default budget")
+        if self.nfe is not None and self.steps is not None:
+            raise UserError(f"set one of sample.nfe ({self.nfe}) and sample.steps ({self.steps}): both size the grid")
         _positive(self, "num_samples", "batch_size")
-        _nonnegative(self, "steps", "nfe", "eta")
+        _nonnegative(self, "eta")
 
 
 MODELS = ("diffusion", "vae", "classifier")
@@ -143,7 +155,7 @@ class RunConfig:
             raise UserError(f"train.objective={self.train.objective} and learn_variance need a discrete schedule "
                             f"(linear or cosine): the ELBO is a sum over steps; schedule.kind={self.schedule.kind} "
                             "trains by denoising score matching (objective simple)")
-        if self.schedule.discrete and self.sample.steps > self.schedule.T:
+        if self.schedule.discrete and (self.sample.steps or 0) > self.schedule.T:
             raise UserError(f"sample.steps must be at most schedule.T = {self.schedule.T}, got {self.sample.steps}")
         if self.sample.variance == "learned" and not self.train.learn_variance:
             raise UserError("sample.variance=learned needs a model trained with train.learn_variance=true")
@@ -201,9 +213,13 @@ def _coerce(tp: Any, v: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, v if v is not None else {}, key + ".")
     origin = typing.get_origin(tp)
+    if origin is Union:  # Optional[X]: null (unset) or an X
+        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        return None if v is None else _coerce(inner, v, key)
     if origin is tuple:
         if not isinstance(v, (list, tuple)):
-            raise UserError(f"config key {key} must be a list, got {v!r}")
+            raise UserError(f"config key {key} must be a list like [1,2] (on the command line: --set {key}=[1,2]), "
+                            f"got {v!r}")
         return tuple(_coerce(typing.get_args(tp)[0], x, key) for x in v)
     if tp is bool:
         if not isinstance(v, bool):

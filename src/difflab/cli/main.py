@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
+
+STARTED = time.monotonic()  # the command's clock starts here, before torch is imported
 
 from difflab.errors import UserError
 
@@ -22,6 +25,7 @@ EPILOG = """examples:
   difflab train --data mnist --set train.parameterization=edm --set train.objective=edm   # EDM precond + loss
   difflab train --data mnist --set model=classifier --out runs/clf   # noise-conditional classifier p(y | x_t, t)
   difflab bench samplers                        # every sampler against exact scores, vs diffusers
+  difflab config --show                         # every config key, its default and meaning
   difflab eval nll --checkpoint runs/mnist       # the ELBO term by term, bits/dim on the test split
 """
 
@@ -59,13 +63,16 @@ def make_parser() -> Parser:
     t.add_argument("--data", help="dataset: mnist, folder, npz (images), or moons, swiss_roll, gmm (2-D points: add "
                                   "--set arch=mlp) (sets data.name)")
     t.add_argument("--data-path", help="folder of images or .npz file (sets data.path)")
-    t.add_argument("--minutes", type=float, help="training time budget (sets train.minutes)")
+    t.add_argument("--minutes", type=float,
+                   help="time budget of the whole command: training stops early enough for the samples after it; "
+                        "a resumed run's --minutes is its total (30 after 20 trains ~10 more) (sets train.minutes)")
     t.add_argument("--max-images", type=int, help="stop after this many images (sets train.max_images)")
     t.add_argument("--resume", action="store_true",
                    help="continue from the newest readable checkpoint in --out, or start there if it has none (so one "
                         "command also restarts a crashed job); raise --max-images or --minutes to train further")
     t.add_argument("--sample", type=int, metavar="N",
-                   help="after training, draw N samples (default: sample.num_samples; 0: none)")
+                   help="after training, draw N samples with the run's sampler (default: sample.num_samples = 64 "
+                        "with dpmpp_3m at 20 network evaluations; 0: none)")
     _common(t)
 
     s = sub.add_parser("sample", help="draw samples from a trained run (Algorithm 2 or any other sampler)",
@@ -75,14 +82,18 @@ def make_parser() -> Parser:
     s.add_argument("--out", help="output folder (default: the run folder)")
     s.add_argument("--name", default="samples", help="output file stem (default: samples)")
     s.add_argument("--num", type=int, help="number of samples (sets sample.num_samples)")
-    s.add_argument("--sampler", help="ancestral (default), ddim, euler_maruyama, pc, langevin, heun, rk45, dpmpp_2m, "
-                                     "dpmpp_3m, dpmpp_pc, edm (sets sample.sampler; see docs/samplers.md)")
+    s.add_argument("--sampler", help="dpmpp_3m (default: 20 NFE), ancestral (Algorithm 2: every step of the table), "
+                                     "ddim (50), euler_maruyama (1000), pc (1000), langevin (200), heun (99), rk45, "
+                                     "dpmpp_2m (20), dpmpp_pc (20), edm (35); in brackets the NFE used when --nfe "
+                                     "and --steps are not given (sets sample.sampler; see docs/samplers.md)")
     s.add_argument("--grid", help="time grid: uniform, karras, logsnr, focus, discrete (default: the sampler's usual "
                                   "one), or calibrated: fitted to this model first (deterministic samplers; costs "
                                   "~100x the sampling of 64 images)")
-    s.add_argument("--nfe", type=int, help="network evaluations per sample; sets the grid size (sets sample.nfe)")
+    s.add_argument("--nfe", type=int, help="network evaluations per sample, at least 2; sets the grid size (default: "
+                                          "the sampler's own, see --sampler) (sets sample.nfe)")
     s.add_argument("--eta", type=float, help="ddim: 0 deterministic .. 1 ancestral (sets sample.eta)")
-    s.add_argument("--steps", type=int, help="grid intervals; 1..T on a discrete schedule (sets sample.steps; 0 = T)")
+    s.add_argument("--steps", type=int, help="grid intervals instead of --nfe; 1..T on a discrete schedule "
+                                            "(sets sample.steps)")
     s.add_argument("--seed", type=int, help="sample k uses noise stream (seed, k) (sets sample.seed)")
     s.add_argument("--variance", choices=["posterior", "beta"], help="sigma_t^2 of Algorithm 2")
     s.add_argument("--no-clip", action="store_true", help="do not clip predicted x0 to [-1, 1]")
@@ -103,7 +114,8 @@ def make_parser() -> Parser:
     v.add_argument("--config", help="YAML file with sections data, vae and train")
     v.add_argument("--out", default="runs/vae", help="run folder (default: runs/vae)")
     v.add_argument("--levels", type=int, help="latent levels (sets vae.levels)")
-    v.add_argument("--minutes", type=float, help="training time budget (sets train.minutes)")
+    v.add_argument("--minutes", type=float, help="training time budget; a resumed run's is its total "
+                                               "(sets train.minutes)")
     v.add_argument("--max-images", type=int, help="stop after this many images (sets train.max_images)")
     v.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint in --out")
     v.add_argument("--eval-images", type=int, default=512, help="test images for the reported bound (default: 512)")
@@ -128,6 +140,12 @@ def make_parser() -> Parser:
     n.add_argument("--seed", type=int, default=0, help="seeds the draws of t and x_t (default: 0)")
     n.add_argument("--batch-size", type=int, default=64, help="images per network call (default: 64)")
     _common(n, config=False)
+
+    c = sub.add_parser("config", help="every config key with its default and meaning",
+                       description="Print every config key (section.key) with its default and meaning; set them in a "
+                                   "--config YAML file or with --set section.key=value.")
+    c.add_argument("--show", action="store_true", help="print the table (the default action)")
+    c.add_argument("--markdown", action="store_true", help="as a Markdown table (the README's)")
 
     b = sub.add_parser("bench", help="benchmarks (samplers: accuracy against exact scores, difflab vs diffusers)",
                        description="Benchmarks that need no training.")
@@ -156,27 +174,34 @@ def _common(p: argparse.ArgumentParser, config: bool = True, example: str = "tra
 
 
 def main(argv: list[str] | None = None) -> int:
+    from difflab.train.interrupt import Interrupted
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
+    rank = os.environ.get("RANK", "0")
     try:
         import torch
 
-        if args.threads is not None:
+        if getattr(args, "threads", None) is not None:
             if args.threads < 1:
                 raise UserError(f"--threads must be at least 1, got {args.threads}")
             torch.set_num_threads(args.threads)
         return COMMANDS[args.command](args)
     except UserError as e:
-        rank = os.environ.get("RANK", "0")  # under torchrun every rank reports; rank 0 plainly
-        sys.stderr.write(f"difflab {args.command}: {'' if rank == '0' else f'[rank {rank}] '}error: {e}\n")
+        if rank == "0":  # under torchrun every rank stops with the same error: rank 0 alone says it
+            sys.stderr.write(f"difflab {args.command}: error: {in_flags(str(e), argv)}\n")
         return 2
     except OSError as e:  # read-only folder, a file where a folder should be, disk full
         sys.stderr.write(f"difflab {args.command}: error: cannot write {e.filename or ''}: {e.strerror or e}; "
                          "choose a writable --out folder\n")
         return 2
+    except Interrupted as e:
+        if rank == "0":
+            sys.stderr.write(f"difflab {args.command}: interrupted: {e.message}\n")
+        return 130
     except KeyboardInterrupt:
-        hint = "; continue with --resume" if args.command == "train" else ""
-        sys.stderr.write(f"difflab {args.command}: interrupted (a checkpoint of where it stopped is written when "
-                         f"training alone, else the newest is kept){hint}\n")
+        hint = "; the newest checkpoint is kept: continue with --resume" if args.command in ("train", "vae") else ""
+        sys.stderr.write(f"difflab {args.command}: interrupted{hint}\n")
         return 130
 
 
@@ -185,15 +210,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
-    run_demo(args.out, args.minutes, args.seed, args.set, log=_log(args), progress=not args.quiet)
+    run_demo(args.out, args.minutes, args.seed, args.set, log=_log(args), progress=not args.quiet, started=STARTED)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from difflab.config import build_config, load_yaml, merge
-    from difflab.runs import sample_run, train_run
-    from difflab.train.run import load_run
+    from dataclasses import replace
 
+    from difflab.budget import Budget
+    from difflab.config import build_config, load_yaml, merge
+    from difflab.pipeline import load
+    from difflab.runs import sample_to, train_run, write_summary
+    from difflab.train.distributed import is_main_process
+    from difflab.train.interrupt import Interrupted
+
+    budget = Budget(start=STARTED)
     flags = [f"data.name={args.data}"] if args.data else []
     flags += [f"data.path={args.data_path}"] if args.data_path else []
     flags += [f"train.minutes={args.minutes}"] if args.minutes is not None else []
@@ -202,17 +233,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     if base is not None and args.config:
         base = merge(base, load_yaml(args.config))
     cfg = build_config(None if base is not None else args.config, flags + args.set, base=base)
+    if args.sample is not None and args.sample < 0:
+        raise UserError(f"--sample must be >= 0 (0: no samples after training), got {args.sample}")
     if args.sample:
-        from dataclasses import replace
-
         cfg = replace(cfg, sample=replace(cfg.sample, num_samples=args.sample))
+    budget.seconds = cfg.train.minutes * 60
+    sampling = args.sample != 0 and cfg.model == "diffusion"
     log = _log(args)
-    train_run(cfg, args.out, resume=args.resume, log=log, progress=not args.quiet)
-    from difflab.train.distributed import is_main_process
-
-    if args.sample != 0 and cfg.model == "diffusion" and is_main_process():
-        sample_run(load_run(args.out), args.out, cfg.sample, log=log, progress=not args.quiet)
+    res = train_run(cfg, args.out, resume=args.resume, log=log, progress=not args.quiet, budget=budget,
+                    after=(lambda pipe: [pipe.plan(_estimable(cfg.sample), log).seconds]) if sampling else None)
+    if not is_main_process():
+        return 0
+    if sampling:
+        try:
+            sample_to(load(args.out), args.out, cfg.sample, log=log, progress=not args.quiet, budget=budget)
+        except KeyboardInterrupt:
+            raise Interrupted(f"sampling interrupted; training had finished and its checkpoint (step {res.steps}) is "
+                              f"in {args.out}: draw samples with difflab sample --run {args.out}") from None
+    write_summary(args.out, res, budget)
+    log(budget.line())
     return 0
+
+
+def _estimable(sc):
+    """A sample config whose cost can be estimated before training (a calibrated grid costs as much as its own)."""
+    from dataclasses import replace
+
+    return replace(sc, grid="auto") if sc.grid == "calibrated" else sc
 
 
 def _resume_base(out: Path) -> dict | None:
@@ -230,26 +277,17 @@ def _resume_base(out: Path) -> dict | None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from difflab.runs import sample_run
-    from difflab.train.run import load_run
+    from difflab.pipeline import load
+    from difflab.runs import sample_to
 
     if not args.name or Path(args.name).name != args.name or args.name.startswith("."):
         raise UserError(f"--name must be a plain file stem like 'samples', got {args.name!r}")
-    run = load_run(args.run)
-    if args.schedule:
-        run = replace(run, cfg=replace(run.cfg, schedule=replace(run.cfg.schedule, kind=args.schedule)))
-    sc = run.cfg.sample
-    changes = {k: v for k, v in {"num_samples": args.num, "steps": args.steps, "seed": args.seed,
-                                 "variance": args.variance, "sampler": args.sampler, "grid": args.grid,
-                                 "nfe": args.nfe, "eta": args.eta, "classes": _classes(args.classes)}.items()
-               if v is not None}
-    sc = replace(sc, **changes, clip=sc.clip and not args.no_clip, use_ema=sc.use_ema and not args.live)
-    if run.cfg.schedule.discrete and sc.steps > run.cfg.schedule.T:
-        raise UserError(f"--steps must be at most T = {run.cfg.schedule.T}, got {sc.steps}")
+    pipe = load(args.run, schedule=args.schedule, live=True if args.live else None)
+    sc = pipe.sample_config(args.num, sampler=args.sampler, nfe=args.nfe, steps=args.steps, grid=args.grid,
+                            seed=args.seed, variance=args.variance, eta=args.eta, classes=_classes(args.classes),
+                            clip=False if args.no_clip else None)
     out = args.out or (args.run if Path(args.run).is_dir() else str(Path(args.run).parent))
-    sample_run(run, out, sc, name=args.name, log=_log(args), progress=not args.quiet)
+    sample_to(pipe, out, sc, name=args.name, log=_log(args), progress=not args.quiet)
     return 0
 
 
@@ -332,12 +370,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+FLAG_KEYS = {"--data": "data.name", "--data-path": "data.path", "--minutes": "train.minutes",
+             "--max-images": "train.max_images", "--num": "sample.num_samples", "--sampler": "sample.sampler",
+             "--nfe": "sample.nfe", "--steps": "sample.steps", "--eta": "sample.eta", "--seed": "sample.seed",
+             "--grid": "sample.grid", "--variance": "sample.variance", "--class": "sample.classes",
+             "--levels": "vae.levels"}
+
+
+def in_flags(message: str, argv: list[str]) -> str:
+    """Name the flag the user typed instead of the config key it sets (`--data-path`, not `data.path`)."""
+    import re
+
+    for flag, key in FLAG_KEYS.items():
+        if any(a == flag or a.startswith(flag + "=") for a in argv):
+            message = re.sub(rf"(config key )?(?<![\w.]){re.escape(key)}(?![\w])", flag, message)
+    return message
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from difflab.config_doc import config_table, config_text
+
+    print(config_table() if args.markdown else config_text())
+    return 0
+
+
 def _log(args: argparse.Namespace):
     return (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "vae": cmd_vae,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "config": cmd_config}
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -100,8 +100,11 @@ class UNet(nn.Module):
         """Raise UserError when images do not fit this network."""
         f = self.cfg.factor
         if x.ndim != 4 or x.shape[1] != self.cfg.in_channels:
+            fix = (f"--set unet.in_channels={x.shape[1]} (or --set data.channels={self.cfg.in_channels} to convert "
+                   "the images)") if x.ndim == 4 and x.shape[1] in (1, 3) else \
+                "--set arch=mlp for points, or --set data.channels=1|3 for images"
             raise UserError(f"the model takes (B, {self.cfg.in_channels}, H, W) images, got shape {tuple(x.shape)}: "
-                            "set unet.in_channels (or data.channels) to match; 2-D points need arch=mlp")
+                            f"{fix}")
         if x.shape[2] % f or x.shape[3] % f:
             raise UserError(f"image size {x.shape[2]}x{x.shape[3]} is not divisible by {f} = 2^(levels-1): "
                             "set data.image_size to a multiple of it or use fewer unet.channel_mult levels")

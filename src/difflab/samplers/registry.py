@@ -30,10 +30,17 @@ class SamplerSpec:
     evals: Callable[[dict], int] | None  # network evaluations per interval before the last; None = adaptive (RK45)
     default_grid: str  # the grid it is usually run on
     summary: str  # one line for --help and the docs
+    default_nfe: int | None  # its usual budget when none is asked; None: every step of a beta table (else 1000)
 
     def grid_for(self, schedule: Schedule) -> str:
         """The usual grid on this schedule: the strided discrete grid only where there is a beta table."""
         return "uniform" if self.default_grid == "discrete" and schedule.steps is None else self.default_grid
+
+    def default_steps(self, name: str, schedule: Schedule, options: dict | None = None) -> int:
+        """Grid intervals when neither NFE nor steps is asked: the sampler's default budget."""
+        if self.default_nfe is None:
+            return schedule.steps or 1000
+        return self.steps_for_nfe(name, self.default_nfe, options)
 
     def nfe(self, steps: int, options: dict | None = None) -> int:
         """Network evaluations for a grid of `steps` intervals ending with the final denoising step."""
@@ -56,20 +63,20 @@ def _one(_: dict) -> int:
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
-    "ancestral": SamplerSpec(sample_ancestral, True, _one, "discrete", "Algorithm 2: x_s ~ p_theta(x_s | x_t) (option variance)"),
-    "ddim": SamplerSpec(sample_ddim, False, _one, "uniform", "DDIM; eta = 0 deterministic, eta = 1 ancestral (option eta)"),
-    "euler_maruyama": SamplerSpec(sample_euler_maruyama, True, _one, "uniform", "Euler–Maruyama on the reverse-time SDE"),
+    "ancestral": SamplerSpec(sample_ancestral, True, _one, "discrete", "Algorithm 2: x_s ~ p_theta(x_s | x_t) (option variance)", None),
+    "ddim": SamplerSpec(sample_ddim, False, _one, "uniform", "DDIM; eta = 0 deterministic, eta = 1 ancestral (option eta)", 50),
+    "euler_maruyama": SamplerSpec(sample_euler_maruyama, True, _one, "uniform", "Euler–Maruyama on the reverse-time SDE", 1000),
     "pc": SamplerSpec(sample_predictor_corrector, True, lambda o: 1 + o.get("corrector_steps", 1), "uniform",
-                      "predictor (Euler–Maruyama) + Langevin corrector (options snr, corrector_steps)"),
+                      "predictor (Euler–Maruyama) + Langevin corrector (options snr, corrector_steps)", 1000),
     "langevin": SamplerSpec(sample_annealed_langevin, True, lambda o: o.get("langevin_steps", 2), "karras",
-                            "annealed Langevin dynamics (options snr, langevin_steps)"),
-    "heun": SamplerSpec(sample_heun, False, lambda o: 2, "uniform", "Heun on the probability-flow ODE in t"),
-    "rk45": SamplerSpec(sample_rk45, False, None, "uniform", "adaptive RK45 on the probability-flow ODE (options rtol, atol)"),
-    "dpmpp_2m": SamplerSpec(sample_dpmpp_2m, False, _one, "logsnr", "DPM-Solver++(2M), second order"),
-    "dpmpp_3m": SamplerSpec(sample_dpmpp_3m, False, _one, "logsnr", "DPM-Solver++(3M), third order"),
+                            "annealed Langevin dynamics (options snr, langevin_steps)", 200),
+    "heun": SamplerSpec(sample_heun, False, lambda o: 2, "uniform", "Heun on the probability-flow ODE in t", 99),
+    "rk45": SamplerSpec(sample_rk45, False, None, "uniform", "adaptive RK45 on the probability-flow ODE (options rtol, atol)", None),
+    "dpmpp_2m": SamplerSpec(sample_dpmpp_2m, False, _one, "logsnr", "DPM-Solver++(2M), second order", 20),
+    "dpmpp_3m": SamplerSpec(sample_dpmpp_3m, False, _one, "logsnr", "DPM-Solver++(3M), third order", 20),
     "dpmpp_pc": SamplerSpec(sample_dpmpp_pc, False, _one, "focus",
-                            "DPM-Solver++(3M) predictor + 4th-order corrector, second-order final step (option order)"),
-    "edm": SamplerSpec(sample_edm_heun, False, lambda o: 2, "karras", "EDM's Heun in sigma (Karras et al. 2022)"),
+                            "DPM-Solver++(3M) predictor + 4th-order corrector, second-order final step (option order)", 20),
+    "edm": SamplerSpec(sample_edm_heun, False, lambda o: 2, "karras", "EDM's Heun in sigma (Karras et al. 2022)", 35),
 }
 
 

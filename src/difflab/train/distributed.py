@@ -6,6 +6,7 @@ slice of it; DDP averages the gradients. So W ranks on a global batch B take the
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -98,5 +99,20 @@ def init_world(device_name: str, timeout_minutes: float = 10.0) -> World:
 
 
 def close_world(world: World) -> None:
+    """Leave the group together: a rank that tears its gloo connections down while another still writes its
+    checkpoint can abort in gloo's threads ("terminate called without an active exception")."""
     if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+        gc.collect()  # DDP's reducer sits in reference cycles: free it while its group still exists
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+def standard_grad_layout(net: torch.nn.Module) -> None:
+    """Give every gradient its parameter's strides before DDP buckets it. A 1x1 convolution's weight gradient comes
+    back from the CPU kernels with channels-last strides (the same memory order, other strides on the size-1 dims),
+    which DDP warns about once per rank and copies; re-striding it here is a copy of a few kilobytes."""
+    for p in net.parameters():
+        if p.dim() == 4 and p.shape[-2:] == (1, 1):
+            p.register_hook(lambda g, s=p.stride(): g if g.stride() == s else g.clone(memory_format=torch.contiguous_format))

@@ -6,7 +6,7 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,13 +22,16 @@ from difflab.condition import Condition
 from difflab.losses.objective import Batch, Objective
 from difflab.noise import NoiseSource
 from difflab.train.build import build_objective, model_classes
-from difflab.train.distributed import World, close_world, init_world
+from difflab.train.distributed import World, close_world, init_world, standard_grad_layout
 from difflab.train.ema import ema_beta
+from difflab.train.checkpoint import read_meta
 from difflab.train.events import EventWriter
+from difflab.train.interrupt import Interrupted, StopRequest
+from difflab.train.notes import short_run_notes
 from difflab.train.order import DataOrder, step_seed
 from difflab.train.precision import with_precision
 from difflab.train.progress import Progress
-from difflab.train.state import (TrainState, checkpoint_meta, ema_half_life, gather_rng, lr_at, new_state, restore,
+from difflab.train.state import (TrainState, budget_defaults, checkpoint_meta, ema_half_life, gather_rng, lr_at, new_state, restore,
                                   restore_rng, state_tensors)
 from difflab.train.store import LATEST, CheckpointStore
 
@@ -41,8 +44,9 @@ class TrainResult:
     images: int
     seconds: float
     final_loss: float
-    stopped_by: str  # "images" or "time"
+    stopped_by: str  # "images", "time" or "interrupt"
     skipped: int = 0  # steps skipped for a non-finite loss or gradient
+    notes: tuple[str, ...] = ()  # why the run may be too short to mean anything (train/notes.py)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class StepResult:
     applied: bool  # False: the step was skipped and nothing (weights, EMA, optimizer moments) changed
     overflow: bool  # fp16 only: the gradients overflowed at the current loss scale (routine; the scale drops)
     time_up: bool  # some rank ran out of the time budget
+    interrupted: bool  # some rank was asked to stop (Ctrl-C, SIGTERM)
 
 
 def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData, objective: Objective) -> None:
@@ -64,16 +69,31 @@ def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData, objective: Object
 
 
 def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-          log: Callable[[str], None] = print, progress: bool = True) -> TrainResult:
-    """Train with Algorithm 1 until max_images or the time budget; checkpoints and metrics go to run_dir.
+          log: Callable[[str], None] = print, progress: bool = True, reserve_s: float = 0.0) -> TrainResult:
+    """Train with Algorithm 1 until max_images or the time budget train.minutes less `reserve_s` (kept for work
+    after training); checkpoints and metrics go to run_dir. The first Ctrl-C stops after the current step with
+    metrics, checkpoint (and the caller's plot) at that step, then raises Interrupted.
 
     Under torchrun every rank calls this; rank 0 alone logs and writes."""
     world = init_world(cfg.train.device)
     try:
         return _train(cfg, data, Path(run_dir), world, resume, overwrite, log if world.main else (lambda s: None),
-                      progress and world.main)
+                      progress and world.main, reserve_s)
     finally:
         close_world(world)
+
+
+def _fill_unset(cfg: RunConfig, store: CheckpointStore, resume: bool) -> RunConfig:
+    """Unset warm-up / EMA half-life: the resumed checkpoint's values, else from the planned images (max_images)."""
+    tc, saved = cfg.train, {}
+    if tc.warmup_images is not None and tc.ema_half_life_images is not None:
+        return cfg
+    found = store.candidates() if resume else []
+    if found:
+        saved = (read_meta(found[0][1]).get("config") or {}).get("train") or {}
+    tc = replace(tc, **{k: saved[k] for k in ("warmup_images", "ema_half_life_images")
+                        if getattr(tc, k) is None and isinstance(saved.get(k), int)})
+    return budget_defaults(replace(cfg, train=tc), tc.max_images)
 
 
 def _start(cfg: RunConfig, store: CheckpointStore, world: World, resume: bool, overwrite: bool,
@@ -97,21 +117,25 @@ def _start(cfg: RunConfig, store: CheckpointStore, world: World, resume: bool, o
 
 
 def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume: bool, overwrite: bool,
-           log: Callable[[str], None], progress: bool) -> TrainResult:
+           log: Callable[[str], None], progress: bool, reserve_s: float) -> TrainResult:
+    entered = time.time()
     tc = cfg.train
     if tc.batch_size % (world.size * tc.grad_accum):
         raise UserError(f"train.batch_size={tc.batch_size} must divide into {world.size} ranks x "
                         f"train.grad_accum={tc.grad_accum} equal micro-batches")
     store = CheckpointStore(run_dir, tc.keep_checkpoints)
+    cfg = _fill_unset(cfg, store, resume)
+    tc = cfg.train
     st = _start(cfg, store, world, resume, overwrite, log)
     objective = build_objective(cfg, data.spec, st.net)
     check_fit(cfg, st.net, data, objective)  # before anything is written
     if st.images >= tc.max_images:
         raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images): "
                         "pass a larger --max-images")
-    if tc.minutes and st.seconds >= tc.minutes * 60:
-        raise UserError(f"the run already used its budget ({st.seconds:.0f} s of train.minutes={tc.minutes}): "
-                        "pass a larger --minutes")
+    if tc.minutes and st.seconds >= tc.minutes * 60 - reserve_s:
+        kept = f", with {reserve_s:.0f} s kept for the work after training" if reserve_s >= 1 else ""
+        raise UserError(f"the time budget leaves nothing to train ({st.seconds:.0f} s trained of --minutes "
+                        f"{tc.minutes:g}{kept}): pass a larger --minutes (a resumed run's --minutes is its total)")
     if tc.precision == "fp16" and world.device.type == "cpu":
         log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice")
     restore_rng(st, world)
@@ -142,20 +166,23 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
             f"({'nccl' if world.device.type == 'cuda' else 'gloo'}), {tc.batch_size // world.size} images per rank")
     model: nn.Module = st.net
     if world.distributed:
+        standard_grad_layout(st.net)
         model = DistributedDataParallel(st.net, device_ids=[world.device] if world.device.type == "cuda" else None)
     if tc.compile:
         log("compiling the network (torch.compile): the first steps take a while")
     forward = with_precision(torch.compile(model) if tc.compile else model, tc.precision, world.device)
     order = DataOrder(len(data), tc.seed)
     total_steps = st.step + math.ceil((tc.max_images - st.images) / tc.batch_size)
+    deadline = tc.minutes * 60 - reserve_s - (time.time() - entered)  # in the run's training seconds
     bar = Progress(total_steps, "train", "step", tc.log_every, st.step, log=log, enabled=progress,
-                   budget_s=tc.minutes * 60, spent_s=st.seconds)
+                   budget_s=max(deadline, 1.0) if tc.minutes else 0.0, spent_s=st.seconds)
     next_ckpt = (st.images // tc.checkpoint_every_images + 1) * tc.checkpoint_every_images
     t_start, sec0, loss_v, stopped, skipped, clean_exit = time.time(), st.seconds, float("nan"), "images", 0, False
     st.net.train()
+    stop = StopRequest(say=world.main).__enter__()
     try:
         while st.images < tc.max_images:
-            r = _step(st, objective, forward, model, data, order, cfg, world)
+            r = _step(st, objective, forward, model, data, order, cfg, world, deadline, stop.requested)
             st.step += 1
             st.images += tc.batch_size
             st.seconds = sec0 + time.time() - t_start
@@ -164,7 +191,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
             st.bad_in_a_row = st.bad_in_a_row + 1 if bad else 0
             skipped += bad
             bar.update(1, loss=loss_v)
-            end = st.images >= tc.max_images or r.time_up
+            end = st.images >= tc.max_images or r.time_up or r.interrupted
             if st.step % tc.log_every == 0 or st.step == 1 or not r.applied or end:
                 _record(metrics, events, cfg, st, r, end and st.step % tc.log_every != 0)
             if bad:
@@ -180,14 +207,15 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
             if st.images >= next_ckpt and not bad:  # never in the middle of a run of skipped steps
                 _save(store, cfg, st, world)
                 next_ckpt += tc.checkpoint_every_images
-            if r.time_up:
-                stopped = "time"
+            if r.time_up or r.interrupted:
+                stopped = "interrupt" if r.interrupted else "time"
                 break
         clean_exit = True
     except KeyboardInterrupt:
         clean_exit = not world.distributed  # alone, Ctrl-C saves; ranks stopped at different points cannot
         raise
     finally:
+        stop.__exit__()
         bar.close()
         if metrics is not None:
             metrics.close()
@@ -197,7 +225,11 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
             _save(store, cfg, st, world)  # also on Ctrl-C when alone: nothing trained is lost
     log(f"trained {st.step} steps ({st.images} images) in {st.seconds:.0f}s; last loss {loss_v:.4f}"
         + (f"; {skipped} non-finite steps skipped" if skipped else ""))
-    return TrainResult(st.step, st.images, st.seconds, loss_v, stopped, skipped)
+    if stopped == "interrupt":
+        raise Interrupted(f"stopped at step {st.step}: checkpoint, metrics and loss plot of step {st.step} are in "
+                          f"{run_dir}; continue with --resume")
+    notes = short_run_notes(cfg, st.step, st.images, data.spec.is_image) if cfg.model == "diffusion" else []
+    return TrainResult(st.step, st.images, st.seconds, loss_v, stopped, skipped, tuple(notes))
 
 
 def _save(store: CheckpointStore, cfg: RunConfig, st: TrainState, world: World) -> None:
@@ -237,7 +269,7 @@ def _record(metrics, events, cfg: RunConfig, st: TrainState, r: StepResult, clos
 
 
 def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Module, data: ImageData,
-          order: DataOrder, cfg: RunConfig, world: World) -> StepResult:
+          order: DataOrder, cfg: RunConfig, world: World, deadline: float, stop: bool) -> StepResult:
     """One step of the objective on the global batch; this rank trains on its slice, in grad_accum micro-batches.
 
     Example k of the global batch draws everything random (t, eps, latent noise, condition dropout) from its own
@@ -265,8 +297,9 @@ def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Mo
         loss_sum += loss.detach()
     st.scaler.unscale_(st.opt)
     gnorm = torch.nn.utils.clip_grad_norm_(st.net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-    time_up = float(bool(tc.minutes) and st.seconds >= tc.minutes * 60)
-    stats = world.sum(torch.stack([loss_sum.float(), torch.tensor(time_up, device=dev)]))
+    time_up = float(bool(tc.minutes) and st.seconds >= deadline)
+    stats = world.sum(torch.stack([loss_sum.float(), torch.tensor(time_up, device=dev), torch.tensor(float(stop),
+                                                                                                      device=dev)]))
     loss_v, gnorm_v = float(stats[0]) / world.size, float(gnorm)  # the norm is of the averaged gradient: global
     finite = math.isfinite(loss_v) and math.isfinite(gnorm_v)
     if finite:
@@ -274,7 +307,7 @@ def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Mo
         st.ema.update(st.net, ema_beta(B, ema_half_life(cfg, st.images)))
     st.scaler.update()  # fp16: an overflow halves the loss scale
     overflow = st.scaler.is_enabled() and math.isfinite(loss_v) and not finite
-    return StepResult(loss_v, gnorm_v, finite, overflow, bool(stats[1] > 0))
+    return StepResult(loss_v, gnorm_v, finite, overflow, bool(stats[1] > 0), bool(stats[2] > 0))
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

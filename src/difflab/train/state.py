@@ -2,7 +2,7 @@
 how it is built, written out and restored, and the clocks (learning rate, EMA half-life) that run on images seen."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -32,6 +32,20 @@ class TrainState:
     bad_in_a_row: int = 0  # consecutive skipped (non-finite) steps
     data_spec: DataSpec | None = None  # what the training data is (shape, 8-bit or not, range, classes)
     rng: dict[str, Tensor] = field(default_factory=dict)  # every rank's generator states, from the checkpoint
+
+
+WARMUP_SHARE, WARMUP_MAX = 0.05, 5000  # unset train.warmup_images: 5% of the planned images, at most 5000
+EMA_SHARE, EMA_MAX = 0.1, 50_000  # unset train.ema_half_life_images: 10% of the planned images, at most 50000
+
+
+def budget_defaults(cfg: RunConfig, planned: int) -> RunConfig:
+    """Fill the unset warm-up and EMA half-life from the images the run plans to see (written to its config, so a
+    resume keeps them)."""
+    tc = cfg.train
+    warm = tc.warmup_images if tc.warmup_images is not None else min(WARMUP_MAX, round(WARMUP_SHARE * planned))
+    half = tc.ema_half_life_images if tc.ema_half_life_images is not None else \
+        max(tc.batch_size, min(EMA_MAX, round(EMA_SHARE * planned)))
+    return replace(cfg, train=replace(tc, warmup_images=warm, ema_half_life_images=half))
 
 
 def lr_at(cfg: RunConfig, images: int) -> float:

@@ -1,0 +1,248 @@
+"""A trained run as one object: `difflab.load(path)` -> Pipeline with .sample, .save, .save_grid, .log_likelihood.
+
+The CLI's `sample`, the samples after `train` and the demo all go through it: one code path from noise to images,
+noise -> sampler(clip(guidance(denoiser))) -> images in the data's range."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from difflab.budget import eval_seconds
+from difflab.condition import LABEL, Condition, check_condition
+from difflab.config import RunConfig, SampleConfig
+from difflab.data.dataset import DataSpec, to_uint8
+from difflab.errors import UserError
+from difflab.noise import NoiseSource
+from difflab.precond import Precond
+from difflab.prediction import Clip, Denoiser
+from difflab.samplers.calibrate import calibrate_grid
+from difflab.samplers.generate import generate
+from difflab.samplers.registry import SamplerSpec, get_sampler
+from difflab.schedules.base import Schedule
+from difflab.schedules.grids import make_grid
+from difflab.train.build import build_denoiser, model_classes
+from difflab.train.progress import Progress
+from difflab.train.run import LoadedRun, load_run
+
+Log = Callable[[str], None]
+Transform = Callable[[Denoiser], Denoiser]  # denoiser -> denoiser (guidance, measurement consistency, ...)
+CALIBRATION_SAMPLES = 64  # noise draws a calibrated grid is fitted on (streams apart from the samples')
+SCHEDULES = ("linear", "cosine", "vp", "subvp", "ve", "edm")
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """What a sample call will do and cost, known before it runs."""
+
+    config: SampleConfig
+    spec: SamplerSpec
+    grid_name: str
+    grid: Tensor  # (steps + 1,) times from t_start down to 0
+    options: dict  # sampler options (ancestral variance, ddim eta)
+    nfe: int | None  # network evaluations per sample (None: adaptive, rk45)
+    seconds: float  # estimate from one timed network evaluation
+
+    def describe(self) -> str:
+        sc = self.config
+        cost = f"{self.nfe} network evaluations each" if self.nfe else "adaptive steps (rk45)"
+        return (f"drawing {sc.num_samples} samples with {sc.sampler}, {cost}, on the {self.grid_name} grid "
+                f"(~{self.seconds:.0f} s by one timed evaluation)")
+
+
+class Pipeline:
+    """A trained diffusion run: its network (EMA weights by default), schedule, preconditioning and data description.
+
+    >>> pipe = difflab.load("runs/mnist")
+    >>> x = pipe.sample(16, sampler="dpmpp_3m", nfe=20, seed=0)   # (16, 1, 28, 28) in [-1, 1]
+    >>> pipe.save_grid(x, "grid.png")
+    """
+
+    def __init__(self, run: LoadedRun, *, use_ema: bool = True):
+        self.run, self.use_ema = run, use_ema
+        self.cfg: RunConfig = run.cfg
+        self.spec: DataSpec = run.spec
+        self.net = run.ema if use_ema else run.net
+        self.denoiser: Precond = build_denoiser(self.cfg, self.net)
+        self.schedule: Schedule = self.denoiser.schedule
+        self.device = next(self.net.parameters()).device
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One example: (C, H, W) or (D,)."""
+        return self.spec.shape
+
+    # -- sampling -----------------------------------------------------------------------------------------------
+    def sample_config(self, n: int | None = None, **changes) -> SampleConfig:
+        """The run's sample settings with `changes` (None: keep); asking nfe clears steps and vice versa."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if n is not None:
+            changes["num_samples"] = n
+        if "classes" in changes:
+            changes["classes"] = tuple(int(c) for c in np.atleast_1d(changes["classes"]))
+        sc = self.cfg.sample
+        if "nfe" in changes and "steps" not in changes:
+            sc = replace(sc, steps=None)
+        if "steps" in changes and "nfe" not in changes:
+            sc = replace(sc, nfe=None)
+        sc = replace(sc, **changes)
+        if self.cfg.schedule.discrete and (sc.steps or 0) > self.cfg.schedule.T:
+            raise UserError(f"sample.steps must be at most T = {self.cfg.schedule.T}, got {sc.steps}")
+        return sc
+
+    def plan(self, sc: SampleConfig, log: Log = print) -> SamplingPlan:
+        """The sampler, its grid (NFE -> intervals by the sampler's cost model) and the estimated cost; a
+        'calibrated' grid is fitted to this model first (samplers/calibrate.py)."""
+        spec = get_sampler(sc.sampler)
+        options = {"ancestral": {"variance": replace(self.cfg, sample=sc).variance},
+                   "ddim": {"eta": sc.eta}}.get(sc.sampler, {})
+        grid_name = spec.grid_for(self.schedule) if sc.grid == "auto" else sc.grid
+        if sc.sampler == "rk45":
+            grid, nfe = make_grid("uniform", self.schedule, 2), None
+        else:
+            if sc.nfe is not None:
+                steps = spec.steps_for_nfe(sc.sampler, sc.nfe, options)
+            else:
+                steps = sc.steps or spec.default_steps(sc.sampler, self.schedule, options)
+            if grid_name == "calibrated":
+                x_cal = NoiseSource.for_indices(sc.seed + 1_000_003, range(CALIBRATION_SAMPLES)).randn(self.shape)
+                grid = calibrate_grid(spec, self.denoiser, self.schedule, steps, x_cal.to(self.device),
+                                      options=options, log=log)
+            else:
+                grid = make_grid(grid_name, self.schedule, steps)
+            nfe = spec.nfe(len(grid) - 1, options)
+        per_eval = self.eval_seconds(min(sc.batch_size, sc.num_samples))
+        batches = -(-sc.num_samples // sc.batch_size)
+        seconds = per_eval * batches * (nfe if nfe is not None else 100)  # rk45: ~100 evaluations, a guess
+        return SamplingPlan(sc, spec, grid_name, grid, options, nfe, seconds)
+
+    def sample(self, n: int | None = None, *, sampler: str | None = None, nfe: int | None = None,
+               steps: int | None = None, grid: str | None = None, seed: int | None = None,
+               classes: int | Sequence[int] | None = None, cond: Condition | None = None,
+               guidance: Transform | None = None, clip: bool | None = None, eta: float | None = None,
+               variance: str | None = None, batch_size: int | None = None, log: Log | None = None,
+               progress: bool = False) -> Tensor:
+        """(n, *shape) samples in the data's range, on the CPU. Unset arguments keep the run's sample settings
+        (sampler dpmpp_3m at its default NFE unless the run says otherwise). `classes` cycles labels over the
+        samples; `cond` gives n rows of any condition instead; `guidance` transforms the denoiser before clipping.
+        Sample k depends only on (seed, k)."""
+        sc = self.sample_config(n, sampler=sampler, nfe=nfe, steps=steps, grid=grid, seed=seed, classes=classes,
+                                clip=clip, eta=eta, variance=variance, batch_size=batch_size)
+        return self.draw(self.plan(sc, log or (lambda s: None)), cond=cond, guidance=guidance, log=log,
+                         progress=progress)
+
+    def draw(self, plan: SamplingPlan, *, cond: Condition | None = None, guidance: Transform | None = None,
+             log: Log | None = None, progress: bool = False) -> Tensor:
+        """Run a plan: the sampler over its grid, batch by batch."""
+        sc = plan.config
+        cond = self.condition(sc) if cond is None else cond
+        if cond is not None and len(cond) != sc.num_samples:
+            raise UserError(f"cond holds {len(cond)} rows for {sc.num_samples} samples")
+        denoiser = guidance(self.denoiser) if guidance is not None else self.denoiser
+        denoiser = self.clipped(denoiser, sc.clip)
+        batches = -(-sc.num_samples // sc.batch_size)
+        bar = Progress((len(plan.grid) - 1) * batches, "sample", "step", every=max(1, (len(plan.grid) - 1) // 4),
+                       log=log, enabled=progress and log is not None)
+        with torch.no_grad():
+            x = generate(denoiser, self.shape, sc.num_samples, self.schedule, plan.grid, seed=sc.seed,
+                         batch_size=sc.batch_size, cond=cond, device=self.device, on_step=bar.update,
+                         sampler=plan.spec.fn, **plan.options)
+        bar.close()
+        return x
+
+    def clipped(self, denoiser: Denoiser, clip: bool = True) -> Denoiser:
+        """x0_hat clipped to the data's range when it has one and clipping is asked for (DDPM's sampler)."""
+        return Clip(denoiser, *self.spec.value_range) if clip and self.spec.value_range is not None else denoiser
+
+    def condition(self, sc: SampleConfig) -> Condition | None:
+        """The labels to sample: sample.classes cycled over the samples; without them a class-conditional model
+        samples unconditionally if it was trained with condition dropout, else sample k gets class k mod C."""
+        takes, nc, k = self.net.conditions, model_classes(self.cfg)[0], torch.arange(sc.num_samples)
+        if sc.classes:
+            check_condition(takes, (LABEL,))
+            return Condition.labels(torch.tensor(sc.classes)[k % len(sc.classes)], nc)
+        if not takes:
+            return None
+        labels = Condition.labels(k % nc, nc)
+        return labels.null() if self.cfg.train.cond_dropout > 0 else labels
+
+    def eval_seconds(self, batch: int) -> float:
+        """Seconds of one network evaluation on `batch` examples (timed, after a warm-up call)."""
+        cond = self.condition(replace(self.cfg.sample, num_samples=batch))
+        return eval_seconds(self.denoiser, self.shape, batch, self.device, cond.to(self.device) if cond is not None else None)
+
+    # -- files --------------------------------------------------------------------------------------------------
+    def save_grid(self, x: Tensor, path: str | Path, nrow: int | None = None) -> Path:
+        """A PNG of samples: an image grid, or a scatter over the training data for 2-D points."""
+        from difflab.eval.grid import save_grid
+        from difflab.eval.plots import plot_points
+
+        path = Path(path)
+        if self.spec.is_image:
+            return save_grid(x, path, nrow)
+        from difflab.data.build import build_dataset
+
+        plot_points(x, path, build_dataset(self.cfg.data).x[:2000])
+        return path
+
+    def save(self, x: Tensor, out: str | Path, name: str = "samples") -> Path:
+        """NAME.png (grid) and NAME.npz (uint8 images (N, H, W[, C]) or float points (N, D)) in `out`."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.save_grid(x, out / f"{name}.png")
+        if self.spec.is_image:
+            imgs = to_uint8(x).transpose(0, 2, 3, 1)  # (N, H, W, C)
+            np.savez_compressed(out / f"{name}.npz", images=imgs[..., 0] if imgs.shape[-1] == 1 else imgs)
+        else:
+            np.savez_compressed(out / f"{name}.npz", samples=x.numpy())
+        return out / f"{name}.png"
+
+    # -- likelihood ---------------------------------------------------------------------------------------------
+    def log_likelihood(self, x: Tensor, *, method: str = "ode", cond: Condition | None = None, rtol: float = 1e-5,
+                       num_t: int | None = None, seed: int = 0) -> Tensor:
+        """log p(x) per example in nats: 'ode' the exact likelihood by the probability-flow ODE (8-bit data:
+        log P of the pixel bins, by uniform dequantization), 'elbo' the lower bound -(L_0 + sum L_{t-1} + L_T)
+        over all T steps, or over num_t importance-sampled steps. 8-bit data: x is rounded to the 8-bit grid first
+        (real images are on it already; samples are not). Divide by -D ln 2 for bits/dim."""
+        from difflab.eval.ode_likelihood import dequantize, discrete_nll, ode_log_likelihood
+        from difflab.losses.elbo import elbo_exact, elbo_importance
+
+        x = x.to(self.device, torch.float32)
+        if tuple(x.shape[1:]) != tuple(self.shape):
+            raise UserError(f"log_likelihood takes examples of shape {self.shape}, got {tuple(x.shape[1:])}")
+        g = torch.Generator().manual_seed(seed)
+        quantized, dims = self.spec.quantized, math.prod(self.shape)
+        if quantized:  # the model's likelihood is of 8-bit images: samples are put on the grid first
+            x = torch.round((x.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+        if method == "ode":
+            xd = dequantize(x.cpu(), g).to(x) if quantized else x
+            r = ode_log_likelihood(self.denoiser, self.schedule, xd, cond=cond, rtol=rtol, atol=rtol, generator=g)
+            return -discrete_nll(r.log_p, dims, 256 if quantized else None).cpu()
+        if method != "elbo":
+            raise UserError(f"method must be 'ode' or 'elbo', got {method!r}")
+        if not self.cfg.schedule.discrete:
+            raise UserError(f"the ELBO needs a discrete schedule; this run uses {self.cfg.schedule.kind}: use 'ode'")
+        with torch.no_grad():
+            if num_t is None:
+                e = elbo_exact(self.denoiser, self.schedule, x, variance=self.cfg.variance, discrete=quantized,
+                               cond=cond, generator=g)
+                return -(e.L0 + e.Lt.sum(1) + e.LT).cpu()
+            e = elbo_importance(self.denoiser, self.schedule, x, num_t, variance=self.cfg.variance,
+                                discrete=quantized, cond=cond, generator=g)
+            return -(e.L0 + e.Lt + e.LT).cpu()
+
+
+def load(path: str | Path, *, schedule: Optional[str] = None, live: bool = False) -> Pipeline:
+    """A trained diffusion run (folder or checkpoint.safetensors) as a Pipeline; `schedule` samples on another
+    schedule's noise levels (the network sees only sigma~), `live` uses the live weights instead of the EMA."""
+    run = load_run(path)
+    if schedule is not None:
+        if schedule not in SCHEDULES:
+            raise UserError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        run = replace(run, cfg=replace(run.cfg, schedule=replace(run.cfg.schedule, kind=schedule)))
+    return Pipeline(run, use_ema=not live)

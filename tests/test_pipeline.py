@@ -1,0 +1,175 @@
+"""The user's path: difflab.load and the pipeline the CLI shares, defaults that are fast, budgets that hold,
+Ctrl-C that leaves metrics, plot and checkpoint at one step, messages that name the flag typed."""
+import json
+import math
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import difflab
+from difflab.config import RunConfig, SampleConfig
+from difflab.data.build import build_dataset
+from difflab.data.dataset import DataConfig, to_uint8
+from difflab.errors import UserError
+from difflab.train.checkpoint import read_meta
+from difflab.train.notes import ema_initial_share, short_run_notes
+from tests.proc import assert_one_line_error, command, difflab as run_cli, env, logged_steps
+
+# a real U-Net on MNIST at 14 x 14: a step takes a few ms
+TINY = ["--data", "mnist", "--set", "data.limit=256", "--set", "data.image_size=14", "--set", "unet.base_channels=8",
+        "--set", "unet.channel_mult=[1,2]", "--set", "unet.attention_levels=[1]", "--set", "train.batch_size=32",
+        "--set", "schedule.T=100", "--set", "train.log_every=4"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny trained MNIST run, trained with the CLI's default sampling after training."""
+    cwd = tmp_path_factory.mktemp("pipe")
+    p = run_cli("train", *TINY, "--max-images", "512", "--sample", "8", "--out", "run", cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    return cwd, p
+
+
+def test_train_samples_after_training_with_a_fast_sampler_not_T_steps(tiny_run):
+    cwd, p = tiny_run
+    # the cost is printed before the samples are drawn, and it is the fast default, not T = 100 ancestral steps
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("drawing"))
+    assert "dpmpp_3m, 20 network evaluations" in line, line
+    assert p.stdout.index("drawing") < p.stdout.index("wrote 8 samples")
+    assert np.load(cwd / "run" / "samples.npz")["images"].shape == (8, 14, 14)
+    summary = json.loads((cwd / "run" / "summary.json").read_text())
+    assert summary["steps"] == 16 and set(summary["seconds"]) >= {"training", "sampling", "total"}
+    assert any("training steps" in n for n in summary["notes"])  # 16 steps: said to be too short
+
+
+def test_the_pipeline_equals_the_cli_and_stays_in_range(tiny_run):
+    cwd, _ = tiny_run
+    pipe = difflab.load(cwd / "run")
+    assert pipe.shape == (1, 14, 14)
+    for sampler, nfe in (("dpmpp_3m", 6), ("ddim", 5)):
+        x = pipe.sample(6, sampler=sampler, nfe=nfe, seed=3)
+        assert x.shape == (6, 1, 14, 14) and x.min() >= -1 and x.max() <= 1
+        p = run_cli("sample", "--run", "run", "--num", "6", "--sampler", sampler, "--nfe", str(nfe), "--seed", "3",
+                    "--name", sampler, "--quiet", cwd=cwd)
+        assert p.returncode == 0, p.stderr
+        assert np.array_equal(np.load(cwd / "run" / f"{sampler}.npz")["images"], to_uint8(x)[:, 0])
+    # unclipped samples leave [-1, 1] on an untrained network; the clipped ones above did not
+    assert pipe.sample(6, nfe=6, seed=3, clip=False).abs().max() > 1
+    # a condition-free run refuses labels in one line
+    with pytest.raises(UserError, match="condition"):
+        pipe.sample(2, classes=[1])
+
+
+def test_pipeline_likelihood_equals_the_cli_evaluation(tiny_run):
+    from difflab.eval.likelihood import evaluate_ode_nll, per_image_terms
+
+    cwd, _ = tiny_run
+    pipe = difflab.load(cwd / "run")
+    x = build_dataset(DataConfig(name="mnist", split="test", limit=4, image_size=14)).x[:4]
+    ode = pipe.log_likelihood(x, method="ode", rtol=1e-3)
+    rep = evaluate_ode_nll(pipe.run, num_images=4, rtol=1e-3, atol=1e-3, log=lambda s: None, progress=False)
+    assert ode.shape == (4,) and math.isclose(-ode.mean().item(), rep.nats, rel_tol=1e-4)
+    elbo = pipe.log_likelihood(x, method="elbo")  # all T terms
+    L0, Lt, LT, *_ = per_image_terms(pipe.run, num_images=4, method="exact", log=lambda s: None, progress=False)
+    assert torch.allclose(elbo, -(L0 + Lt + LT), rtol=1e-5)
+    assert (pipe.log_likelihood(x, method="elbo", num_t=8).shape == (4,))
+
+
+def test_sampler_default_budgets_and_nfe_zero():
+    pipe_cfg = RunConfig()
+    from difflab.samplers.registry import get_sampler
+    from difflab.train.build import build_schedule
+
+    sched = build_schedule(pipe_cfg)
+    assert pipe_cfg.sample.sampler == "dpmpp_3m" and pipe_cfg.sample.nfe is None
+    assert get_sampler("dpmpp_3m").default_steps("dpmpp_3m", sched) == 20  # 20 NFE, not T = 1000
+    assert get_sampler("edm").nfe(get_sampler("edm").default_steps("edm", sched)) == 35
+    assert get_sampler("ancestral").default_steps("ancestral", sched) == 1000  # Algorithm 2 as written
+    for bad in ({"nfe": 0}, {"steps": 0}, {"nfe": 10, "steps": 10}):
+        with pytest.raises(UserError):
+            SampleConfig(**bad)
+
+
+def test_nfe_zero_and_flags_named_as_typed(tiny_run, tmp_path):
+    cwd, _ = tiny_run
+    assert_one_line_error(run_cli("sample", "--run", "run", "--nfe", "0", cwd=cwd), "--nfe", "positive")
+    assert_one_line_error(run_cli("train", "--data", "folder", "--data-path", "nowhere", "--out", "x", cwd=tmp_path),
+                          "nowhere")
+    p = run_cli("train", "--data", "mnist", "--data-path", "some.npz", "--out", "x", cwd=tmp_path)
+    assert_one_line_error(p, "--data-path")
+    assert "data.path" not in p.stderr
+    assert_one_line_error(run_cli("train", "--set", "unet.channel_mult=2", "--out", "x", cwd=tmp_path), "[1,2]")
+
+
+def test_a_budget_too_small_for_the_work_after_training_is_refused(tmp_path):
+    p = run_cli("train", *TINY, "--minutes", "0.005", "--set", "sample.sampler=ancestral", "--out", "r", cwd=tmp_path)
+    assert_one_line_error(p, "--minutes")
+    assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
+
+
+def test_minutes_bound_the_whole_command_by_its_own_account(tmp_path):
+    """The command's own report of its spend: training stops so that sampling fits (tolerance: docs/training.md,
+    5 % of the budget + 5 s). The sampling is made costly (ancestral, every one of T = 400 steps) so that a
+    training-only budget would overrun it by far."""
+    minutes = 0.4
+    p = run_cli("train", *TINY, "--set", "schedule.T=400", "--minutes", str(minutes), "--sample", "64",
+                "--set", "sample.sampler=ancestral", "--out", "r", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    spent = s["seconds"]
+    assert s["stopped_by"] == "time" and spent["budget"] == minutes * 60
+    assert spent["total"] <= 1.05 * spent["budget"] + 5, spent
+    assert spent["sampling"] > 0.1 * spent["budget"], spent  # the sampling was a real share of the budget
+
+
+def test_short_run_notes_and_the_ema_share():
+    cfg = RunConfig()
+    tc = {"ema_rampup": 0.0, "ema_half_life_images": 6400, "warmup_images": 1000, "batch_size": 64}
+    from dataclasses import replace
+
+    cfg = replace(cfg, train=replace(cfg.train, **tc))
+    # without ramp-up the initial weights keep 0.5 ** (images / half-life) exactly
+    assert math.isclose(ema_initial_share(cfg, 6400), 0.5, rel_tol=1e-12)
+    assert math.isclose(ema_initial_share(cfg, 12800), 0.25, rel_tol=1e-12)
+    notes = short_run_notes(cfg, steps=10, images=640, is_image=True)
+    assert len(notes) == 3 and "warm-up" in notes[0] and "EMA" in notes[1] and "steps" in notes[2]
+    assert short_run_notes(cfg, steps=5000, images=320_000, is_image=True) == []
+    ramp = replace(cfg, train=replace(cfg.train, ema_rampup=0.1))
+    assert ema_initial_share(ramp, 12800) < 1e-6  # the ramp-up forgets the initial weights fast
+
+
+def test_budget_defaults_scale_with_the_planned_images():
+    from difflab.train.state import budget_defaults
+
+    cfg = budget_defaults(RunConfig(), 20_000)
+    assert cfg.train.warmup_images == 1000 and cfg.train.ema_half_life_images == 2000
+    cfg = budget_defaults(RunConfig(), 10_000_000)
+    assert cfg.train.warmup_images == 5000 and cfg.train.ema_half_life_images == 50_000
+
+
+def test_ctrl_c_leaves_metrics_plot_and_checkpoint_at_one_step(tmp_path):
+    run = tmp_path / "r"
+    cmd = command("train", *TINY, "--set", "train.log_every=1", "--max-images", "10000000", "--out", "r")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while proc.poll() is None and logged_steps(run / "metrics.jsonl") < 5 and time.time() - t0 < 300:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    step = read_meta(run / "checkpoint.safetensors")["step"]
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == step >= 5
+    assert (run / "loss.png").is_file() and not (run / "samples.png").exists()
+    last = err.strip().splitlines()[-1]
+    assert f"stopped at step {step}" in last and "--resume" in last, err
+    p = run_cli("train", "--out", "r", "--resume", "--max-images", str(32 * (step + 2)), "--sample", "0",
+                cwd=tmp_path)
+    assert p.returncode == 0 and f"resuming from" in p.stdout, p.stderr
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, step + 3))
