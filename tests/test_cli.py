@@ -47,7 +47,7 @@ def test_config_file_and_overrides(tmp_path):
 
 
 def test_demo_on_tiny_settings(tmp_path):
-    p = difflab("demo", "--out", "d", "--minutes", "0.3", "--threads", "1", *TINY_UNET, "--set", "data.limit=512",
+    p = difflab("demo", "--out", "d", "--minutes", "0.5", "--threads", "1", *TINY_UNET, "--set", "data.limit=512",
                 "--set", "schedule.T=50", "--set", "sample.steps=5", "--set", "sample.num_samples=4", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     d = tmp_path / "d"
@@ -82,7 +82,7 @@ def test_demo_on_tiny_settings(tmp_path):
     (["--set", "sample.steps=5000"], ["sample.steps"]),
     (["--data", "moons"], ["arch=mlp"]),
     (["--threads", "0"], ["--threads"]),
-    (["--data", "moons", "--data-path", "x.npz", "--set", "arch=mlp"], ["data.path is only read"]),
+    (["--data", "moons", "--data-path", "x.npz", "--set", "arch=mlp"], ["--data-path is only read"]),
     (["--set", "schedule.kind=vp", "--set", "train.objective=hybrid"], ["discrete schedule"]),
     (["--set", "train.precision=fp8"], ["train.precision must be one of"]),
     (["--set", "train.grad_accum=3"], ["train.grad_accum", "divide"]),

@@ -23,6 +23,7 @@ from difflab.train.run import load_run
 QUIET = dict(progress=False, log=lambda s: None)
 TOY = {"arch": "mlp", "data": {"name": "gmm", "num_points": 2048}, "mlp": {"hidden": 32, "depth": 2},
        "train": {"batch_size": 32, "max_images": 32 * 12, "lr": 1e-3, "warmup_images": 64, "log_every": 1,
+                 "ema_half_life_images": 50_000,
                  "checkpoint_every_images": 32 * 2, "keep_checkpoints": 2}}
 
 
@@ -132,7 +133,7 @@ def test_ema_half_life_does_not_change_with_batch_size():
         assert ema.model.weight.item() == pytest.approx(0.5, abs=1e-6)
         assert live.weight.item() == 1.0  # the EMA never writes over the live weights
     # with the ramp-up, the half-life at n images seen is (almost) the same function of n for any batch size
-    hl = [loop.ema_half_life(build_config(base={"train": {"batch_size": b}}), 20000) for b in (8, 512)]
+    hl = [loop.ema_half_life(build_config(base={"train": {"batch_size": b, "ema_half_life_images": 50_000}}), 20000) for b in (8, 512)]
     assert hl[0] == pytest.approx(hl[1], rel=0.03)
 
 

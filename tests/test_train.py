@@ -22,6 +22,7 @@ from tests.oracles import ring_quality
 
 TOY = {"arch": "mlp", "data": {"name": "gmm", "num_points": 4096}, "mlp": {"hidden": 64, "depth": 2},
        "train": {"batch_size": 64, "max_images": 64 * 40, "lr": 1e-3, "warmup_images": 256, "log_every": 5,
+                 "ema_half_life_images": 50_000,
                  "checkpoint_every_images": 64 * 20}}
 
 

@@ -289,6 +289,14 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def upgrade(d: dict) -> dict:
+    """A config saved by an earlier difflab, in today's terms: sample.nfe / sample.steps 0 meant unset."""
+    sample = d.get("sample")
+    if isinstance(sample, dict):
+        d = {**d, "sample": {k: (None if k in ("nfe", "steps") and v == 0 else v) for k, v in sample.items()}}
+    return d
+
+
 def build_config(yaml_path: str | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
     """Defaults <- base dict <- YAML file <- overrides, validated into a RunConfig."""
     d = merge(base or {}, load_yaml(yaml_path) if yaml_path else {})

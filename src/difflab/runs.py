@@ -17,9 +17,9 @@ from difflab.eval.plots import forward_frames, plot_loss, plot_strip, read_metri
 from difflab.pipeline import Pipeline
 from difflab.samplers.generate import generate
 from difflab.schedules.grids import discrete_grid
-from difflab.train.build import build_network, build_schedule
+from difflab.train.build import build_network, build_objective, build_schedule
 from difflab.train.distributed import is_main_process
-from difflab.train.loop import TrainResult, train
+from difflab.train.loop import TrainResult, check_fit, train
 from difflab.train.run import LoadedRun
 from difflab.train.state import budget_defaults
 
@@ -41,7 +41,9 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
         log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}")
     reserve, probe = 0.0, None
     if after is not None and cfg.model == "diffusion":
-        probe = Pipeline(LoadedRun(cfg, *(2 * [build_network(cfg).eval()]), 0, 0, data.spec))
+        net = build_network(cfg).eval()
+        check_fit(cfg, net, data, build_objective(cfg, data.spec, net))  # a misfit says so before it is timed
+        probe = Pipeline(LoadedRun(cfg, net, net, 0, 0, data.spec))
         reserve = reserve_seconds(after(probe))
     if cfg.model == "diffusion":
         cfg = budget_defaults(cfg, planned_images(cfg, probe, budget, reserve))

@@ -264,15 +264,15 @@ def _estimable(sc):
 
 def _resume_base(out: Path) -> dict | None:
     """On --resume the run's own config is the base, so a resumed run trains the same model (None: a new run)."""
-    from difflab.config import load_yaml
+    from difflab.config import load_yaml, upgrade
     from difflab.train.checkpoint import read_meta
     from difflab.train.store import CheckpointStore
 
     found = CheckpointStore(out).candidates()  # readable headers, newest first
     if found:
-        return read_meta(found[0][1])["config"]
+        return upgrade(read_meta(found[0][1])["config"])
     if (out / "config.yaml").is_file():  # killed before its first checkpoint: the same run, from the start
-        return load_yaml(out / "config.yaml")
+        return upgrade(load_yaml(out / "config.yaml"))
     return None
 
 

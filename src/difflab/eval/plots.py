@@ -23,6 +23,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 def plot_loss(metrics: list[dict], path: str | Path) -> Path:
     """Training loss against images seen, raw and smoothed, log scale."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    metrics = [m for m in metrics if isinstance(m.get("loss"), (int, float))]  # skipped steps log a null loss
     if metrics:
         x = np.array([m["images"] for m in metrics])
         y = np.array([m["loss"] for m in metrics])
@@ -33,7 +34,7 @@ def plot_loss(metrics: list[dict], path: str | Path) -> Path:
         ax.set_yscale("log")
         ax.legend()
     ax.set_xlabel("training images")
-    ax.set_ylabel("simple loss (Algorithm 1)")
+    ax.set_ylabel("training loss")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

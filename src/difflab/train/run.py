@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
-from difflab.config import RunConfig, from_dict
+from difflab.config import RunConfig, from_dict, upgrade
 from difflab.data.dataset import DataSpec
 from difflab.errors import UserError
 from difflab.train.checkpoint import read_meta
@@ -42,7 +42,7 @@ def load_run(path: str | Path, model: str = "diffusion") -> LoadedRun:
     if kind != model:
         raise UserError(f"{ckpt} is {WHAT.get(kind, kind)}, but this command takes {WHAT[model]}")
     try:
-        cfg = from_dict(RunConfig, meta["config"])
+        cfg = from_dict(RunConfig, upgrade(meta["config"]))
     except (KeyError, UserError) as e:
         raise UserError(f"checkpoint {ckpt} carries an unusable config ({e}): retrain or use another checkpoint") from None
     if not meta.get("data"):
