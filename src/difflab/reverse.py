@@ -2,7 +2,7 @@
 
 Between times s < t the forward kernel is q(x_t | x_s) = N(alpha_{t|s} x_s, sigma_{t|s}^2 I) with alpha_{t|s} = alpha_t /
 alpha_s and sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2 = -sigma_t^2 expm1(lambda_t - lambda_s); for a VP
-schedule on consecutive discrete steps these are the seed's sqrt(alpha_t) and beta_t.
+schedule on consecutive discrete steps these are the lecture's sqrt(alpha_t) and beta_t.
 """
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ class Step:
 
     c_xt: Tensor  # mu_q coefficient of x_t: alpha_{t|s} sigma_s^2 / sigma_t^2
     c_x0: Tensor  # mu_q coefficient of x_0: alpha_s sigma_{t|s}^2 / sigma_t^2
-    beta: Tensor  # sigma_{t|s}^2 (the seed's beta_t): the "large" reverse variance
-    post_var: Tensor  # sigma_{t|s}^2 sigma_s^2 / sigma_t^2 (the seed's sigma_t^2): the posterior variance
+    beta: Tensor  # sigma_{t|s}^2 (the lecture's beta_t): the "large" reverse variance
+    post_var: Tensor  # sigma_{t|s}^2 sigma_s^2 / sigma_t^2 (the lecture's sigma_t^2): the posterior variance
 
 
 def step_coefficients(schedule: Schedule, t: Tensor, s: Tensor) -> Step:
-    """The seed's tractable-posterior coefficients for the step t -> s (t, s: float64 tensors of any shape)."""
+    """The lecture's tractable-posterior coefficients for the step t -> s (t, s: float64 tensors of any shape)."""
     a_t, a_s, s_t, s_s = schedule.alpha(t), schedule.alpha(s), schedule.sigma(t), schedule.sigma(s)
     frac = -torch.expm1(schedule.log_snr(t) - schedule.log_snr(s))  # sigma_{t|s}^2 / sigma_t^2, in (0, 1]
     return Step(a_t / a_s * (s_s / s_t) ** 2, a_s * frac, s_t**2 * frac, s_s**2 * frac)
@@ -42,7 +42,7 @@ def check_variance(variance: str) -> None:
 
 
 def reverse_mean(step: Step, pred: Prediction) -> Tensor:
-    """mu_theta(x_t) = mu_q(x_t, x0_hat): the seed's Interpretation 1 (and 2, 3 after substitution)."""
+    """mu_theta(x_t) = mu_q(x_t, x0_hat): the lecture's Interpretation 1 (and 2, 3 after substitution)."""
     return bcast(step.c_xt, pred.x_t) * pred.x_t + bcast(step.c_x0, pred.x_t) * pred.x0
 
 

@@ -1,4 +1,4 @@
-"""The variational bound of the seed, term by term: -L = -L_0 + sum_{t>1} L_{t-1} + L_T, in nats and bits/dim.
+"""The variational bound of the lecture, term by term: -L = -L_0 + sum_{t>1} L_{t-1} + L_T, in nats and bits/dim.
 
   L_0     = -E_{q(x_1|x_0)} log p_theta(x_0 | x_1)          reconstruction (discretized Gaussian for 8-bit data)
   L_{t-1} = E_{q(x_t|x_0)} KL(q(x_{t-1}|x_t,x_0) || p_theta(x_{t-1}|x_t))   denoising matching, t = 2..T
@@ -117,7 +117,7 @@ def elbo_exact(denoiser: Denoiser, schedule: DiscreteSchedule, x0: Tensor, *, va
 
 
 def default_proposal(schedule: DiscreteSchedule) -> Tensor:
-    """p(t) over t = 1..T: half uniform, half proportional to the seed's eps-weight (1-a_t)^2 / (2 s_t^2 a_t (1-ab_t))."""
+    """p(t) over t = 1..T: half uniform, half proportional to the lecture's eps-weight (1-a_t)^2 / (2 s_t^2 a_t (1-ab_t))."""
     t = torch.arange(2, schedule.T + 1)
     a, ab = schedule.alphas[t], schedule.alpha_bars[t]
     w = (1 - a) ** 2 / (2 * schedule.posterior_variance(t) * a * (1 - ab))

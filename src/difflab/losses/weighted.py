@@ -1,4 +1,4 @@
-"""The seed's three weighted forms of L_{t-1} (Interpretations 1-3): the same KL, written for x0, eps or score.
+"""The lecture's three weighted forms of L_{t-1} (Interpretations 1-3): the same KL, written for x0, eps or score.
 
 With the reverse variance fixed to the posterior's sigma_t^2, for t >= 2:
   L_{t-1} = 1/(2 sigma_t^2) * ab_{t-1} (1 - a_t)^2 / (1 - ab_t)^2 * |x0_hat - x0|^2          (x0-prediction)
@@ -26,7 +26,7 @@ def seed_weight(schedule: DiscreteSchedule, t: Tensor, parameterization: str) ->
         return inv2s2 * (1 - a) ** 2 / ((1 - ab) * a)
     if parameterization == "score":
         return inv2s2 * (1 - a) ** 2 / a
-    raise UserError(f"the seed's weighted objectives are for {SEED_FORMS}, got {parameterization!r}")
+    raise UserError(f"the lecture's weighted objectives are for {SEED_FORMS}, got {parameterization!r}")
 
 
 def weighted_kl(pred: Prediction, truth: Prediction, schedule: DiscreteSchedule, t: Tensor, parameterization: str) -> Tensor:

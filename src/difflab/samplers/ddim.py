@@ -1,7 +1,7 @@
 """DDIM (Song, Meng & Ermon 2021): x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z on any grid and schedule.
 
 c = eta * sqrt(Sigma_post) is eta times the standard deviation of the tractable posterior q(x_s | x_t, x_0) (the
-seed's sigma_t^2, for any alpha, sigma), so eta = 1 is ancestral sampling (Algorithm 2 with the posterior variance:
+lecture's sigma_t^2, for any alpha, sigma), so eta = 1 is ancestral sampling (Algorithm 2 with the posterior variance:
 alpha_s x0 + sqrt(sigma_s^2 - Sigma_post) eps is exactly mu_q) and eta = 0 is deterministic.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The reverse-time SDE (seed: 'Continuous-time diffusion models'; Anderson 1982), solved by Euler–Maruyama.
 
   dx = [f(t) x - g(t)^2 grad log q_t(x)] dt + g(t) dw_bar,   run from t = 1 down to 0
-For the VP SDE f = -beta(t)/2 and g^2 = beta(t), the seed's equation.
+For the VP SDE f = -beta(t)/2 and g^2 = beta(t), the lecture's equation.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def _derivative(fn: Callable[[Tensor], Tensor], t: Tensor) -> Tensor:
 class Schedule(ABC):
     """A noise schedule (and forward SDE) in continuous time; discrete steps are t = i / T."""
 
-    t_min: float = 1e-3  # the smallest time samplers evaluate and training draws (the seed's eps in U[eps, 1])
+    t_min: float = 1e-3  # the smallest time samplers evaluate and training draws (the lecture's eps in U[eps, 1])
 
     @property
     def steps(self) -> int | None:

@@ -36,7 +36,7 @@ class _IntegratedBeta:
 
 
 class VPLinear(VPSchedule):
-    """The VP SDE of the seed ('Continuous-time diffusion models'): log alpha_bar(t) = -B(t)."""
+    """The VP SDE of the lecture ('Continuous-time diffusion models'): log alpha_bar(t) = -B(t)."""
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3):
         self.beta, self.t_min = _IntegratedBeta(beta_min, beta_max), t_min

@@ -42,7 +42,7 @@ class DiscreteSchedule(VPSchedule):
         """T: the table's integer steps t = i / T, i = 0..T."""
         return self.T
 
-    # -- the seed's discrete quantities, by integer step t in 1..T -------------------------------------
+    # -- the lecture's discrete quantities, by integer step t in 1..T -------------------------------------
     def posterior_variance(self, t: Tensor) -> Tensor:
         """sigma_t^2 = (1 - alpha_t)(1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) (seed: tractable posterior)."""
         t = torch.as_tensor(t)
