@@ -48,6 +48,9 @@ def test_torchrun_two_processes_equal_one_process_on_the_same_global_batch(tmp_p
     assert ddp.returncode == 0, ddp.stderr
     assert "data parallel: 2 ranks on cpu (gloo), 8 images per rank" in ddp.stdout
     assert ddp.stdout.count("trained 10 steps") == 1  # rank 0 alone logs
+    assert "Grad strides" not in ddp.stderr and "Traceback" not in ddp.stderr, ddp.stderr  # quiet ranks
+    bad = difflab("train", *UNET, "--set", "train.batch_size=15", "--out", "bad", cwd=tmp_path, nproc=2)
+    assert bad.returncode != 0 and bad.stderr.count("difflab train: error:") == 1, bad.stderr  # one line, rank 0's
     for (s1, l1, g1), (s2, l2, g2) in zip(losses(tmp_path / "alone"), losses(tmp_path / "ddp"), strict=True):
         assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-5) and g1 == pytest.approx(g2, rel=1e-4)
     a, b = trained(tmp_path / "alone"), trained(tmp_path / "ddp")
