@@ -189,7 +189,7 @@ def test_a_checkpoint_of_the_previous_format_and_an_unconditional_model_asked_fo
     for cmd in (("sample", "--run"), ("eval", "nll", "--checkpoint")):
         assert_one_line_error(difflab(*cmd, "old.safetensors", cwd=tmp_path), "earlier difflab", "retrain")
     assert difflab("train", *TINY_TOY, "--out", "toy", "--sample", "0", cwd=tmp_path).returncode == 0
-    assert_one_line_error(difflab("sample", "--run", "toy", "--class", "3", cwd=tmp_path), "takes no condition")
+    assert_one_line_error(difflab("sample", "--run", "toy", "--class", "3", cwd=tmp_path), "--class needs a class-conditional run")
 
 
 def test_nan_in_the_data_is_refused(tmp_path):

@@ -113,7 +113,10 @@ class SampleConfig:
         from difflab.samplers.registry import get_sampler
         from difflab.schedules.grids import GRIDS
 
-        get_sampler(self.sampler)
+        try:
+            get_sampler(self.sampler)
+        except UserError as e:
+            raise UserError(f"sample.{e}") from None
         if self.grid not in GRIDS + ("auto", "calibrated"):
             raise UserError(f"sample.grid must be auto, calibrated or one of {GRIDS}, got {self.grid!r}")
         for name in ("nfe", "steps"):

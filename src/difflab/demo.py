@@ -1,6 +1,7 @@
 """The main job: train a DDPM on MNIST within a time budget, sample it, draw it, and report."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -9,7 +10,7 @@ from difflab.config import build_config
 from difflab.eval.likelihood import evaluate_nll
 from difflab.eval.report import write_report
 from difflab.pipeline import Pipeline, load
-from difflab.runs import sample_to, train_run, trajectory_figures, write_summary
+from difflab.runs import ReverseFrames, sample_to, train_run, trajectory_figures, write_summary
 
 # Chosen by measurement for ~8 minutes of 2 CPU cores (docs/benchmarks.md): a narrow U-Net (16-32-64 channels)
 # takes twice the steps of a 32-64-64 one in the same time and wins; v-prediction keeps backgrounds clean
@@ -28,8 +29,9 @@ DEMO = {
 }
 
 
-NLL_IMAGES, NLL_T, NLL_BATCH, TRAJECTORY = 256, 32, 64, 4  # the bound's test images, t draws, batch; reverse strip
-NLL_SHARE, NLL_MIN = 0.2, 16  # the bound takes at most this share of the budget (on at least NLL_MIN images)
+NLL_IMAGES, NLL_T, NLL_BATCH = 256, 32, 64  # the bound's test images, t draws, batch
+NLL_SHARE, NLL_MIN = 0.15, 16  # the bound takes at most this share of the budget (on at least NLL_MIN images)
+SAMPLE_SHARE, SAMPLE_MIN_STEPS = 0.25, 25  # so do the samples: fewer ancestral steps on a short budget
 
 
 def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str] = (),
@@ -42,21 +44,33 @@ def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str
             "sample": {**DEMO["sample"], "seed": seed}}
     cfg = build_config(None, overrides, base=base)
 
-    nll_images = NLL_IMAGES
+    nll_images, sc = NLL_IMAGES, cfg.sample
+    cuts = []
 
-    def after(pipe: Pipeline) -> list[float]:  # sampling, the reverse strip (T steps), two bounds
-        nonlocal nll_images
+    def after(pipe: Pipeline) -> list[float]:  # the samples (which also give the reverse strip), two bounds
+        nonlocal nll_images, sc
         per_batch = 2 * (NLL_T + 2) * pipe.eval_seconds(NLL_BATCH)  # both variances
         fit = int(NLL_SHARE * budget.seconds / per_batch) * NLL_BATCH  # a short demo bounds fewer images
         nll_images = max(NLL_MIN, min(NLL_IMAGES, fit))
-        return [pipe.plan(cfg.sample, log).seconds, cfg.schedule.T * pipe.eval_seconds(TRAJECTORY),
-                -(-nll_images // NLL_BATCH) * per_batch]
+        plan = pipe.plan(sc, log)
+        if plan.seconds > SAMPLE_SHARE * budget.seconds and sc.steps:  # a short demo samples on fewer steps
+            steps = max(SAMPLE_MIN_STEPS, int(sc.steps * SAMPLE_SHARE * budget.seconds / plan.seconds))
+            if steps < sc.steps:
+                cuts.append(f"{sc.steps} -> {steps} sampling steps")
+                sc = replace(sc, steps=steps)
+                plan = pipe.plan(sc, log)
+        if nll_images < NLL_IMAGES:
+            cuts.append(f"the bound on {nll_images} instead of {NLL_IMAGES} test images")
+        return [plan.seconds, -(-nll_images // NLL_BATCH) * per_batch]
 
     res = train_run(cfg, out, overwrite=True, log=log, progress=progress, budget=budget, after=after)
+    if cuts:
+        log(f"to fit --minutes {minutes:g}: {'; '.join(cuts)}")
     pipe = load(out)
-    sample_to(pipe, out, cfg.sample, log=log, progress=progress, budget=budget)
+    frames = ReverseFrames(n=4)
+    x = sample_to(pipe, out, sc, log=log, progress=progress, budget=budget, callback=frames)
     with budget.phase("figures"):
-        trajectory_figures(pipe, out, n=TRAJECTORY, seed=seed)
+        trajectory_figures(pipe, out, frames, x, seed=seed)
     with budget.phase("evaluation"):
         bounds = {v: evaluate_nll(pipe.run, split="test", num_images=nll_images, num_t=NLL_T, seed=seed, variance=v,
                                   batch_size=NLL_BATCH, log=log, progress=progress) for v in ("posterior", "beta")}
@@ -69,7 +83,8 @@ def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str
         "network": f"U-Net, {sum(p.numel() for p in pipe.net.parameters()):,} parameters",
         "training": f"{res.steps} steps, {res.images:,} images, {res.seconds:.0f} s (stopped by {res.stopped_by})",
         "final loss": f"{res.final_loss:.4f}",
-        "sampling": f"{cfg.sample.num_samples} samples, {cfg.sample.sampler}, {cfg.sample.steps} steps (EMA weights)",
+        "sampling": f"{sc.num_samples} samples, {sc.sampler}, {sc.steps} steps (EMA weights)"
+                    + (f"; cut to fit the budget: {'; '.join(cuts)}" if cuts else ""),
         "test-set bound": f"{nll.bpd(nll.total):.3f} +- {nll.bpd(nll.stderr):.3f} bits/dim (negative ELBO, "
                           f"{nll.images} MNIST test images, {nll.method} sampling of t, reverse variance "
                           f"{nll.variance}; with {_other(bounds, nll)})",

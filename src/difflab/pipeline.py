@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from difflab.budget import eval_seconds
-from difflab.condition import LABEL, Condition, check_condition
+from difflab.condition import LABEL, Condition
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.dataset import DataSpec, to_uint8
 from difflab.errors import UserError
@@ -24,6 +24,7 @@ from difflab.prediction import Clip, Denoiser
 from difflab.samplers.calibrate import calibrate_grid
 from difflab.samplers.generate import generate
 from difflab.samplers.registry import SamplerSpec, get_sampler
+from difflab.samplers.walk import StepCallback
 from difflab.schedules.base import Schedule
 from difflab.schedules.grids import make_grid
 from difflab.train.build import build_denoiser, model_classes
@@ -137,8 +138,8 @@ class Pipeline:
                          progress=progress)
 
     def draw(self, plan: SamplingPlan, *, cond: Condition | None = None, guidance: Transform | None = None,
-             log: Log | None = None, progress: bool = False) -> Tensor:
-        """Run a plan: the sampler over its grid, batch by batch."""
+             log: Log | None = None, progress: bool = False, callback: StepCallback | None = None) -> Tensor:
+        """Run a plan: the sampler over its grid, batch by batch; `callback(i, t, x, pred)` sees every step."""
         sc = plan.config
         cond = self.condition(sc) if cond is None else cond
         if cond is not None and len(cond) != sc.num_samples:
@@ -151,7 +152,7 @@ class Pipeline:
         with torch.no_grad():
             x = generate(denoiser, self.shape, sc.num_samples, self.schedule, plan.grid, seed=sc.seed,
                          batch_size=sc.batch_size, cond=cond, device=self.device, on_step=bar.update,
-                         sampler=plan.spec.fn, **plan.options)
+                         callback=callback, sampler=plan.spec.fn, **plan.options)
         bar.close()
         return x
 
@@ -164,7 +165,9 @@ class Pipeline:
         samples unconditionally if it was trained with condition dropout, else sample k gets class k mod C."""
         takes, nc, k = self.net.conditions, model_classes(self.cfg)[0], torch.arange(sc.num_samples)
         if sc.classes:
-            check_condition(takes, (LABEL,))
+            if LABEL not in takes:
+                raise UserError("sample.classes needs a class-conditional run (trained with unet.num_classes > 0); "
+                                "this one is unconditional")
             return Condition.labels(torch.tensor(sc.classes)[k % len(sc.classes)], nc)
         if not takes:
             return None

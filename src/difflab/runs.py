@@ -15,13 +15,10 @@ from difflab.config import RunConfig, SampleConfig
 from difflab.data.build import build_dataset
 from difflab.eval.plots import forward_frames, plot_loss, plot_strip, read_metrics
 from difflab.pipeline import Pipeline
-from difflab.samplers.generate import generate
-from difflab.schedules.grids import discrete_grid
 from difflab.train.build import build_network, build_objective, build_schedule
 from difflab.train.distributed import is_main_process
 from difflab.train.loop import TrainResult, check_fit, train
 from difflab.train.run import LoadedRun
-from difflab.train.state import budget_defaults
 
 Log = Callable[[str], None]
 
@@ -40,17 +37,16 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
     if main:
         log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}")
     reserve, probe = 0.0, None
-    if after is not None and cfg.model == "diffusion":
+    if after is not None and cfg.model == "diffusion" and main:  # rank 0 alone does the follow-up work
         net = build_network(cfg).eval()
         check_fit(cfg, net, data, build_objective(cfg, data.spec, net))  # a misfit says so before it is timed
         probe = Pipeline(LoadedRun(cfg, net, net, 0, 0, data.spec))
         reserve = reserve_seconds(after(probe))
-    if cfg.model == "diffusion":
-        cfg = budget_defaults(cfg, planned_images(cfg, probe, budget, reserve))
+    planned = planned_images(cfg, probe, budget, reserve) if main else 0  # ranks > 0 take rank 0's
     try:
         with budget.phase("training"):
             res = train(cfg, data, out, resume=resume, overwrite=overwrite, log=log, progress=progress,
-                        reserve_s=reserve + budget.elapsed())
+                        reserve_s=reserve + budget.elapsed(), planned_images=planned)
     finally:
         if main and (Path(out) / "metrics.jsonl").exists():
             plot_loss(read_metrics(Path(out) / "metrics.jsonl"), Path(out) / "loss.png")
@@ -72,13 +68,13 @@ def planned_images(cfg: RunConfig, probe: Pipeline | None, budget: Budget, reser
 
 
 def sample_to(pipe: Pipeline, out: str | Path, sc: SampleConfig, *, log: Log = print, progress: bool = True,
-              name: str = "samples", budget: Budget | None = None) -> Tensor:
+              name: str = "samples", budget: Budget | None = None, callback=None) -> Tensor:
     """Plan (its cost is printed first), draw and save NAME.png and NAME.npz in `out`; returns the samples."""
     budget = budget or Budget()
     with budget.phase("sampling"):
         plan = pipe.plan(sc, log)
         log(plan.describe())
-        x = pipe.draw(plan, log=log, progress=progress)
+        x = pipe.draw(plan, log=log, progress=progress, callback=callback)
         path = pipe.save(x, out, name)
     log(f"wrote {sc.num_samples} samples to {path} in {budget.spent['sampling']:.0f}s")
     return x
@@ -93,27 +89,35 @@ def write_summary(out: str | Path, res: TrainResult, budget: Budget, **extra) ->
     return path
 
 
-def trajectory_figures(pipe: Pipeline, out: Path, n: int = 4, seed: int = 0, cols: int = 8) -> None:
-    """forward.png (x_0 -> x_T by the diffusion kernel) and reverse.png (x_T -> x_0 by Algorithm 2)."""
+class ReverseFrames:
+    """A StepCallback keeping x_t of the first n samples at the first grid time at or below each of `cols - 1`
+    evenly spaced times, so the reverse-process figure comes from the samples themselves at no extra cost."""
+
+    def __init__(self, n: int = 4, cols: int = 8):
+        self.targets = [float(v) for v in np.linspace(1, 0, cols)[:-1]]  # the last column is x_0 itself
+        self.n, self.frames, self.last = n, [], -1
+
+    def __call__(self, i: int, t, x: torch.Tensor, pred) -> None:
+        if i <= self.last:  # a second batch began: samples 0..n-1 were in the first
+            self.targets = []
+        self.last, t = i, float(t)
+        if self.targets and t <= self.targets[0] + 1e-9:
+            self.frames.append((t, x[: self.n].detach().cpu()))
+            while self.targets and t <= self.targets[0] + 1e-9:
+                self.targets.pop(0)
+
+
+def trajectory_figures(pipe: Pipeline, out: Path, frames: ReverseFrames, x0: torch.Tensor, seed: int = 0,
+                       cols: int = 8) -> None:
+    """forward.png (x_0 -> x_T by the diffusion kernel) and reverse.png (x_T -> x_0 as the sampler went, from
+    `frames` collected while sampling and the final samples x0)."""
     cfg = pipe.cfg
     T = cfg.schedule.T
     times = [round(float(v), 3) for v in np.linspace(0, 1, cols)]
-    x0 = build_dataset(replace(cfg.data, limit=n)).x[:n]
-    schedule = build_schedule(cfg)
-    plot_strip(forward_frames(x0, schedule, times, seed), [round(t * T) for t in times], out / "forward.png",
-               "forward process q(x_t | x_0): data to noise")
-    keep = {round(t * T) for t in times}
-    frames, ftimes = [], []
-
-    def grab(i, t, x, pred):
-        step = round(float(t) * T)
-        if step in keep:
-            frames.append(x.cpu())
-            ftimes.append(step)
-
-    x = generate(pipe.clipped(pipe.denoiser, cfg.sample.clip), x0.shape[1:], n, schedule, discrete_grid(T),
-                 seed=seed + 10_000, callback=grab, cond=pipe.condition(replace(cfg.sample, num_samples=n)),
-                 device=pipe.device, variance=cfg.variance)
-    frames.append(x)
-    ftimes.append(0)
-    plot_strip(frames, ftimes, out / "reverse.png", "reverse process p_theta(x_{t-1} | x_t): noise to data")
+    data = build_dataset(replace(cfg.data, limit=frames.n)).x[: frames.n]
+    plot_strip(forward_frames(data, build_schedule(cfg), times, seed), [round(t * T) for t in times],
+               out / "forward.png", "forward process q(x_t | x_0): data to noise")
+    images = [x for _, x in frames.frames] + [x0[: frames.n]]
+    labels = [round(t * T) for t, _ in frames.frames] + [0]
+    plot_strip(images, labels, out / "reverse.png",
+               f"reverse process by {cfg.sample.sampler}: noise to data")

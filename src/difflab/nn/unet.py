@@ -102,7 +102,7 @@ class UNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.cfg.in_channels:
             fix = (f"--set unet.in_channels={x.shape[1]} (or --set data.channels={self.cfg.in_channels} to convert "
                    "the images)") if x.ndim == 4 and x.shape[1] in (1, 3) else \
-                "--set arch=mlp for points, or --set data.channels=1|3 for images"
+                "--set arch=mlp for points" if x.ndim == 2 else "--set data.channels=1|3 to convert the images"
             raise UserError(f"the model takes (B, {self.cfg.in_channels}, H, W) images, got shape {tuple(x.shape)}: "
                             f"{fix}")
         if x.shape[2] % f or x.shape[3] % f:

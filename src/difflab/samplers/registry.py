@@ -54,7 +54,7 @@ class SamplerSpec:
             raise UserError("rk45 is adaptive: set its tolerances (rtol, atol) instead of an NFE")
         k = self.evals(options or {})
         if nfe < k + 1:
-            raise UserError(f"sampler {name} needs at least {k + 1} network evaluations, got {nfe}")
+            raise UserError(f"sampler {name} needs at least {k + 1} network evaluations (sample.nfe), got {nfe}")
         return (nfe - 1) // k + 1
 
 

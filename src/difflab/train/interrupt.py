@@ -10,9 +10,9 @@ import threading
 class Interrupted(KeyboardInterrupt):
     """Stopped by the user; the message says what was kept and how to go on."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, result: object = None):
         super().__init__(message)
-        self.message = message
+        self.message, self.result = message, result  # result: the TrainResult when training was stopped
 
 
 class StopRequest:

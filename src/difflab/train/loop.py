@@ -36,6 +36,7 @@ from difflab.train.state import (TrainState, budget_defaults, checkpoint_meta, e
 from difflab.train.store import LATEST, CheckpointStore
 
 CHECKPOINT = LATEST
+MIN_TRAIN_SHARE = 0.05  # a run (or a resumed one) must have at least this share of its budget left to train
 
 
 @dataclass(frozen=True)
@@ -69,22 +70,25 @@ def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData, objective: Object
 
 
 def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-          log: Callable[[str], None] = print, progress: bool = True, reserve_s: float = 0.0) -> TrainResult:
+          log: Callable[[str], None] = print, progress: bool = True, reserve_s: float = 0.0,
+          planned_images: int = 0) -> TrainResult:
     """Train with Algorithm 1 until max_images or the time budget train.minutes less `reserve_s` (kept for work
-    after training); checkpoints and metrics go to run_dir. The first Ctrl-C stops after the current step with
+    after training); checkpoints and metrics go to run_dir. Unset warm-up and EMA half-life follow
+    `planned_images` (rank 0's; default max_images). The first Ctrl-C stops after the current step with
     metrics, checkpoint (and the caller's plot) at that step, then raises Interrupted.
 
     Under torchrun every rank calls this; rank 0 alone logs and writes."""
     world = init_world(cfg.train.device)
     try:
         return _train(cfg, data, Path(run_dir), world, resume, overwrite, log if world.main else (lambda s: None),
-                      progress and world.main, reserve_s)
+                      progress and world.main, reserve_s, planned_images)
     finally:
         close_world(world)
 
 
-def _fill_unset(cfg: RunConfig, store: CheckpointStore, resume: bool) -> RunConfig:
-    """Unset warm-up / EMA half-life: the resumed checkpoint's values, else from the planned images (max_images)."""
+def _fill_unset(cfg: RunConfig, store: CheckpointStore, resume: bool, planned: int, world: World) -> RunConfig:
+    """Unset warm-up / EMA half-life: the resumed checkpoint's values, else from the images rank 0 plans to see
+    (every rank takes rank 0's number, so all train alike)."""
     tc, saved = cfg.train, {}
     if tc.warmup_images is not None and tc.ema_half_life_images is not None:
         return cfg
@@ -93,7 +97,9 @@ def _fill_unset(cfg: RunConfig, store: CheckpointStore, resume: bool) -> RunConf
         saved = (read_meta(found[0][1]).get("config") or {}).get("train") or {}
     tc = replace(tc, **{k: saved[k] for k in ("warmup_images", "ema_half_life_images")
                         if getattr(tc, k) is None and isinstance(saved.get(k), int)})
-    return budget_defaults(replace(cfg, train=tc), tc.max_images)
+    planned = int(world.sum(torch.tensor(float(planned if world.main else 0), dtype=torch.float64,
+                                         device=world.device)))
+    return budget_defaults(replace(cfg, train=tc), planned or tc.max_images)
 
 
 def _start(cfg: RunConfig, store: CheckpointStore, world: World, resume: bool, overwrite: bool,
@@ -117,14 +123,14 @@ def _start(cfg: RunConfig, store: CheckpointStore, world: World, resume: bool, o
 
 
 def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume: bool, overwrite: bool,
-           log: Callable[[str], None], progress: bool, reserve_s: float) -> TrainResult:
+           log: Callable[[str], None], progress: bool, reserve_s: float, planned: int) -> TrainResult:
     entered = time.time()
     tc = cfg.train
     if tc.batch_size % (world.size * tc.grad_accum):
         raise UserError(f"train.batch_size={tc.batch_size} must divide into {world.size} ranks x "
                         f"train.grad_accum={tc.grad_accum} equal micro-batches")
     store = CheckpointStore(run_dir, tc.keep_checkpoints)
-    cfg = _fill_unset(cfg, store, resume)
+    cfg = _fill_unset(cfg, store, resume, planned, world)
     tc = cfg.train
     st = _start(cfg, store, world, resume, overwrite, log)
     objective = build_objective(cfg, data.spec, st.net)
@@ -132,10 +138,12 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     if st.images >= tc.max_images:
         raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images): "
                         "pass a larger --max-images")
-    if tc.minutes and st.seconds >= tc.minutes * 60 - reserve_s:
+    if tc.minutes and st.seconds >= tc.minutes * 60 * (1 - MIN_TRAIN_SHARE) - reserve_s:
         kept = f", with {reserve_s:.0f} s kept for the work after training" if reserve_s >= 1 else ""
-        raise UserError(f"the time budget leaves nothing to train ({st.seconds:.0f} s trained of --minutes "
-                        f"{tc.minutes:g}{kept}): pass a larger --minutes (a resumed run's --minutes is its total)")
+        need = (st.seconds + reserve_s) / 60 / (1 - MIN_TRAIN_SHARE) + 0.5
+        again = "the run is already at its budget" if st.step else "the time budget leaves too little to train"
+        raise UserError(f"{again} ({st.seconds:.0f} s trained of train.minutes={tc.minutes:g}{kept}): pass "
+                        f"train.minutes={need:.1f} or more (a resumed run's budget is its total)")
     if tc.precision == "fp16" and world.device.type == "cpu":
         log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice")
     restore_rng(st, world)
@@ -225,11 +233,12 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
             _save(store, cfg, st, world)  # also on Ctrl-C when alone: nothing trained is lost
     log(f"trained {st.step} steps ({st.images} images) in {st.seconds:.0f}s; last loss {loss_v:.4f}"
         + (f"; {skipped} non-finite steps skipped" if skipped else ""))
+    notes = short_run_notes(cfg, st.step, st.images, data.spec.is_image) if cfg.model == "diffusion" else []
+    result = TrainResult(st.step, st.images, st.seconds, loss_v, stopped, skipped, tuple(notes))
     if stopped == "interrupt":
         raise Interrupted(f"stopped at step {st.step}: checkpoint, metrics and loss plot of step {st.step} are in "
-                          f"{run_dir}; continue with --resume")
-    notes = short_run_notes(cfg, st.step, st.images, data.spec.is_image) if cfg.model == "diffusion" else []
-    return TrainResult(st.step, st.images, st.seconds, loss_v, stopped, skipped, tuple(notes))
+                          f"{run_dir}; continue with --resume", result)
+    return result
 
 
 def _save(store: CheckpointStore, cfg: RunConfig, st: TrainState, world: World) -> None:

@@ -53,7 +53,8 @@ class Progress:
 
     def line(self) -> str:
         rate = (self.n - self.start_n) / max(time.time() - self.start, 1e-9)
-        return f"{self.desc}: {self.unit} {self.n}/{self.total} {rate:.2f}/s eta {self.eta():.0f}s {self.postfix}".rstrip()
+        of = "" if self.budget else f"/{self.total}"  # a time budget ends it before the count, usually
+        return f"{self.desc}: {self.unit} {self.n}{of} {rate:.2f}/s eta {self.eta():.0f}s {self.postfix}".rstrip()
 
     def close(self) -> None:
         if self.bar is not None:
