@@ -38,9 +38,17 @@ class Extractor:
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), self.batch):
-                f = self.fn(x[i: i + self.batch].float() / 255)
-                if f.ndim != 2:
-                    f = f.flatten(2).mean(2) if f.ndim > 2 else f
+                xb = x[i: i + self.batch].float() / 255
+                try:
+                    f = self.fn(xb)
+                except (RuntimeError, ValueError) as e:
+                    raise UserError(f"the {self.name} feature network fails on images of shape {tuple(xb.shape[1:])} "
+                                    f"({str(e).strip().splitlines()[-1][:120]}): pass images it takes") from None
+                if f.ndim > 2:
+                    f = f.flatten(2).mean(2)  # spatial features: their mean, as the Inception pool does
+                if f.ndim != 2 or len(f) != len(xb):
+                    raise UserError(f"the {self.name} feature network returns shape {tuple(f.shape)} for "
+                                    f"{len(xb)} images; it must return (N, D) features")
                 out.append(f.double())
                 if (i // self.batch) % 20 == 19:
                     log(f"features ({self.name}): {i + len(f)}/{len(x)}")
