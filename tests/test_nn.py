@@ -74,3 +74,40 @@ def test_mlp_and_embedding():
     assert net(torch.randn(7, 5), torch.rand(7)).shape == (7, 5)
     e = sinusoidal(torch.tensor([0.0, 0.5]), 8)
     assert e.shape == (2, 8) and torch.allclose(e[0], torch.tensor([1.0] * 4 + [0.0] * 4))
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_self_attention_equals_its_definition(heads):
+    """x + W_o softmax(Q K^T / sqrt(d)) V per head, with Q, K, V the 1x1 projections of GroupNorm(x), written out."""
+    torch.manual_seed(0)
+    C, H, W = 32, 4, 5
+    attn = SelfAttention(C, heads)
+    torch.nn.init.normal_(attn.proj.weight, std=0.1)
+    x = torch.randn(2, C, H, W, dtype=torch.float64)
+    attn = attn.double()
+    h = attn.norm(x).flatten(2)  # (B, C, HW)
+    qkv = torch.einsum("oc,bcn->bon", attn.qkv.weight[:, :, 0, 0], h) + attn.qkv.bias[None, :, None]
+    d = C // heads
+    out = []
+    for b in range(2):
+        heads_out = []
+        for j in range(heads):
+            q, k, v = (qkv[b, i * C + j * d: i * C + (j + 1) * d].T for i in range(3))  # (HW, d) each
+            heads_out.append(torch.softmax(q @ k.T / d ** 0.5, dim=-1) @ v)
+        out.append(torch.cat(heads_out, 1).T)  # (C, HW)
+    a = torch.stack(out)
+    y = torch.einsum("oc,bcn->bon", attn.proj.weight[:, :, 0, 0], a) + attn.proj.bias[None, :, None]
+    expected = x + y.reshape(2, C, H, W)
+    assert torch.allclose(attn(x), expected, atol=1e-12)
+
+
+def test_channels_last_is_a_layout_not_a_different_network():
+    cfgs = [UNetConfig(in_channels=3, base_channels=8, channel_mult=(1, 2), attention_levels=(1,), channels_last=cl)
+            for cl in (False, True)]
+    torch.manual_seed(0)
+    a = UNet(cfgs[0])
+    b = UNet(cfgs[1])
+    b.load_state_dict(a.state_dict())
+    x, t = torch.randn(2, 3, 8, 8), torch.rand(2)
+    assert torch.allclose(a(x, t), b(x, t), atol=1e-5)
+    assert b.conv_in.weight.is_contiguous(memory_format=torch.channels_last)

@@ -16,6 +16,7 @@ from difflab.train.checkpoint import load_checkpoint
 from difflab.train.ema import EMA, ema_beta
 from difflab.train.events import crc32c
 from difflab.train.order import DataOrder
+from difflab.train.precision import native_bf16_cpu
 from difflab.train.state import load_state
 from difflab.train.store import CheckpointStore
 from difflab.train.run import load_run
@@ -167,6 +168,7 @@ def tail_loss(run, n=30) -> float:
     return sum(r["loss"] for r in rows[-n:]) / n
 
 
+@pytest.mark.skipif(not native_bf16_cpu(), reason="no native bf16 on this CPU: training refuses bf16 here")
 def test_bf16_training_reaches_the_fp32_loss(tmp_path):
     """Same seeds, same batches: bf16 autocast ends within 3 % of fp32's loss (mean of the last 30 steps)."""
     for precision in ("fp32", "bf16"):
@@ -229,3 +231,13 @@ def test_a_run_started_over_in_its_folder_keeps_nothing_of_the_old_one(tmp_path)
     names = [p.name for p in CheckpointStore(tmp_path).step_files()]
     assert names == ["step-00000004.safetensors", "step-00000002.safetensors"]
     assert load_run(tmp_path).step == 4 and len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1
+
+
+def test_bf16_is_refused_on_a_cpu_without_native_bf16(tmp_path, monkeypatch):
+    import difflab.train.precision as precision
+
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
+    cfg, data = toy(precision="bf16")
+    with pytest.raises(UserError, match="native bf16"):
+        loop.train(cfg, data, tmp_path, **QUIET)
+    assert not (tmp_path / "checkpoint.safetensors").exists()

@@ -55,11 +55,14 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W)
-        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (B, heads, HW, d)
-        h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
-        h = h.transpose(-1, -2).reshape(B, C, H, W)
-        return x + self.proj(h)
+        h = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C): positions as tokens
+        # the 1x1 convolutions as matmuls on tokens (same weights), so q, k, v come out with a contiguous last
+        # dimension and scaled_dot_product_attention takes its fused kernel instead of a (HW x HW) matrix
+        qkv = F.linear(h, self.qkv.weight.flatten(1), self.qkv.bias)  # (B, HW, 3C)
+        q, k, v = qkv.view(B, H * W, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4).unbind(0)  # (B, h, HW, d)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, H * W, C)  # (B, HW, C)
+        out = F.linear(a, self.proj.weight.flatten(1), self.proj.bias)  # (B, HW, C)
+        return x + out.transpose(1, 2).reshape(B, C, H, W)
 
 
 class Stage(nn.Module):

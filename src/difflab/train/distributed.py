@@ -111,8 +111,9 @@ def close_world(world: World) -> None:
 
 def standard_grad_layout(net: torch.nn.Module) -> None:
     """Give every gradient its parameter's strides before DDP buckets it. A 1x1 convolution's weight gradient comes
-    back from the CPU kernels with channels-last strides (the same memory order, other strides on the size-1 dims),
+    back from the CPU kernels with other strides on its size-1 dims than the parameter has (the same memory order),
     which DDP warns about once per rank and copies; re-striding it here is a copy of a few kilobytes."""
     for p in net.parameters():
         if p.dim() == 4 and p.shape[-2:] == (1, 1):
-            p.register_hook(lambda g, s=p.stride(): g if g.stride() == s else g.clone(memory_format=torch.contiguous_format))
+            p.register_hook(lambda g, s=p.stride(): g if g.stride() == s else
+                            torch.empty_strided(g.shape, s, dtype=g.dtype, device=g.device).copy_(g))

@@ -29,7 +29,7 @@ from difflab.train.events import EventWriter
 from difflab.train.interrupt import Interrupted, StopRequest
 from difflab.train.notes import short_run_notes
 from difflab.train.order import DataOrder, step_seed
-from difflab.train.precision import with_precision
+from difflab.train.precision import check_precision, with_precision
 from difflab.train.progress import Progress
 from difflab.train.state import (TrainState, budget_defaults, checkpoint_meta, ema_half_life, gather_rng, lr_at, new_state, restore,
                                   restore_rng, state_tensors)
@@ -145,7 +145,9 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
         raise UserError(f"{again} ({st.seconds:.0f} s trained of train.minutes={tc.minutes:g}{kept}): pass "
                         f"train.minutes={need:.1f} or more (a resumed run's budget is its total)")
     if tc.precision == "fp16" and world.device.type == "cpu":
-        log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice")
+        log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice where the "
+            "CPU has native bf16")
+    check_precision(tc.precision, world.device)
     restore_rng(st, world)
     st.data_spec = data.spec
     metrics = events = None

@@ -26,6 +26,24 @@ def with_precision(net: nn.Module, precision: str, device: torch.device) -> nn.M
     return net if precision == "fp32" else AutocastNet(net, device.type, DTYPES[precision])
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (AVX-512 BF16 or AMX); without, oneDNN falls back to kernels
+    about 100x slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision this device cannot run well, in one line."""
+    from difflab.errors import UserError
+
+    if precision == "bf16" and device.type == "cpu" and not native_bf16_cpu():
+        raise UserError("train.precision=bf16 needs a CPU with native bf16 (AVX-512 BF16 or AMX); this one has none, "
+                        "and its bf16 convolutions run ~100x slower than fp32: use train.precision=fp32")
+
+
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 (gradients would underflow without it); a no-op scaler otherwise."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
