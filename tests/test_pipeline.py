@@ -5,7 +5,6 @@ import math
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,6 +169,6 @@ def test_ctrl_c_leaves_metrics_plot_and_checkpoint_at_one_step(tmp_path):
     assert f"stopped at step {step}" in last and "--resume" in last, err
     p = run_cli("train", "--out", "r", "--resume", "--max-images", str(32 * (step + 2)), "--sample", "0",
                 cwd=tmp_path)
-    assert p.returncode == 0 and f"resuming from" in p.stdout, p.stderr
+    assert p.returncode == 0 and "resuming from" in p.stdout, p.stderr
     rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, step + 3))

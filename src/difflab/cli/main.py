@@ -301,7 +301,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     import json
 
     from difflab.data.build import build_dataset
-    from difflab.data.dataset import DataConfig, to_uint8
+    from difflab.data.dataset import DataConfig
     from difflab.eval.features import get_extractor
     from difflab.eval.quality import METRICS, evaluate_images, evaluate_points, load_images
 
