@@ -180,4 +180,4 @@ def test_a_transform_may_take_gradients_inside_a_no_grad_sampler(name):
     a = generate(autograd_score, (2,), 32, s, grid, sampler=spec.fn)
     b = generate(MixtureDenoiser(gmm, s), (2,), 32, s, grid, sampler=spec.fn)
     assert entered and not any(entered)  # called inside the sampler's no_grad ...
-    assert torch.allclose(a, b, atol=1e-3)  # ... and its gradients worked (float32 score route: ~1e-4 apart)
+    assert (a - b).abs().max() < 3e-3  # ... and its gradients worked (float32 score route: ~1e-4 apart, 3M up to 2e-3)

@@ -11,6 +11,7 @@ from difflab.schedules.grids import GRIDS, check_grid, discrete_grid, log_snr_gr
 KINDS = ("linear", "cosine", "vp", "subvp", "ve", "edm")
 SCHEDULES = {k: build_schedule(ScheduleConfig(kind=k)) for k in KINDS}
 CASES = [(k, g) for k in KINDS for g in GRIDS if g != "discrete" or SCHEDULES[k].steps is not None]
+OLD_CASES = [(k, g) for k, g in CASES if g != "stable"]  # grids that existed before t_start
 T64 = torch.float64
 
 
@@ -54,7 +55,7 @@ def _old_grid(name, s, n, rho=7.0):
     return _old_logsnr(s, n, (lo, hi))
 
 
-@pytest.mark.parametrize("kind,grid", CASES)
+@pytest.mark.parametrize("kind,grid", OLD_CASES)
 def test_t_start_one_reproduces_the_earlier_grids_bit_for_bit(kind, grid):
     s = SCHEDULES[kind]
     for n in (1, 2, 3, 5, 10, 12, 20, 50, 80, 100, 200, 1000):
@@ -89,7 +90,7 @@ def test_a_grid_from_t_start_runs_down_to_t_min_then_0(kind, grid, t_start):
             assert torch.equal(full, torch.arange(i0, -1, -1, dtype=T64) / s.T) and full[-2].item() == s.t_min
             continue
         assert g[0].item() == t_start
-        if grid == "focus":  # focus may stop above t_min, at lambda = 6 + k
+        if grid in ("focus", "stable"):  # both may stop above t_min, at lambda = 6 + k (stable: or lower)
             assert g[-2].item() >= s.t_min and float(g[0] - g[1]) > 1e-6  # and no wasted first step
         else:
             assert g[-2].item() == pytest.approx(s.t_min, rel=1e-12)
@@ -148,3 +149,25 @@ def test_bad_t_start_is_refused_in_one_line():
         make_grid("discrete", lin, 11, t_start=0.01)
     with pytest.raises(UserError, match="discrete schedule"):
         make_grid("discrete", vp, 10)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_stable_grid_bounds_every_log_snr_step(kind):
+    """From t = 1 it starts at lambda = min(-5 - log2(n / 10), -4) (or at lambda(1) if that is higher), steps
+    evenly in lambda by at most max_step, and reaches lambda(t_min) once the budget allows."""
+    s = SCHEDULES[kind]
+    lam1, lam_min = (float(v) for v in s.log_snr(torch.tensor([1.0, s.t_min], dtype=T64)))
+    for n in (1, 2, 5, 10, 40, 1000):
+        for max_step in (1.0, 2.5):
+            g = make_grid("stable", s, n, max_step=max_step)
+            lam = s.log_snr(g[:-1])
+            assert len(g) == n + 1 and g[-1] == 0 and torch.equal(check_grid(g), g)
+            lo = max(min(-5 - math.log2(n / 10), -4.0), lam1)
+            assert float(lam[0]) == pytest.approx(lo, abs=1e-9) and (g[0] == 1) == (lo == lam1)
+            if n > 1:
+                d = lam.diff()
+                assert float(d.max()) <= max_step + 1e-9 and float(d.max() - d.min()) < 1e-6  # even steps
+            top = min(6 + math.log2(n / 10), lo + max_step * (n - 1), lam_min) if n > 1 else lo
+            assert float(lam[-1]) == pytest.approx(top, abs=1e-6)
+    with pytest.raises(UserError, match="max_step"):
+        make_grid("stable", s, 10, max_step=0.0)

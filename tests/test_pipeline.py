@@ -38,7 +38,7 @@ def test_train_samples_after_training_with_a_fast_sampler_not_T_steps(tiny_run):
     cwd, p = tiny_run
     # the cost is printed before the samples are drawn, and it is the fast default, not T = 100 ancestral steps
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("drawing"))
-    assert "dpmpp_3m, 20 network evaluations" in line, line
+    assert "dpmpp_3m (the most accurate at this NFE; --sampler NAME to choose), 20 network evaluations" in line, line
     assert p.stdout.index("drawing") < p.stdout.index("wrote 8 samples")
     assert np.load(cwd / "run" / "samples.npz")["images"].shape == (8, 14, 14)
     summary = json.loads((cwd / "run" / "summary.json").read_text())
@@ -85,13 +85,30 @@ def test_sampler_default_budgets_and_nfe_zero():
     from difflab.train.build import build_schedule
 
     sched = build_schedule(pipe_cfg)
-    assert pipe_cfg.sample.sampler == "dpmpp_3m" and pipe_cfg.sample.nfe is None
+    assert pipe_cfg.sample.sampler == "auto" and pipe_cfg.sample.nfe is None
     assert get_sampler("dpmpp_3m").default_steps("dpmpp_3m", sched) == 20  # 20 NFE, not T = 1000
     assert get_sampler("edm").nfe(get_sampler("edm").default_steps("edm", sched)) == 35
     assert get_sampler("ancestral").default_steps("ancestral", sched) == 1000  # Algorithm 2 as written
     for bad in ({"nfe": 0}, {"steps": 0}, {"nfe": 10, "steps": 10}):
         with pytest.raises(UserError):
             SampleConfig(**bad)
+
+
+def test_an_nfe_without_a_sampler_picks_the_most_accurate_one(tiny_run):
+    """--nfe alone: DPM-Solver++ PC at <= 10 NFE, 3M above (bench/default_grids.py); a named sampler is kept."""
+    from difflab.samplers.registry import auto_sampler
+
+    cwd, _ = tiny_run
+    pipe = difflab.load(cwd / "run")
+    assert [auto_sampler(n) for n in (2, 5, 10, 11, 20, 1000)] == ["dpmpp_pc"] * 3 + ["dpmpp_3m"] * 3
+    for nfe, name in ((6, "dpmpp_pc"), (30, "dpmpp_3m")):
+        plan = pipe.plan(pipe.sample_config(4, nfe=nfe))
+        assert plan.config.sampler == name and plan.chosen and plan.nfe == nfe and plan.grid_name == "focus"
+        assert f"with {name} (the most accurate at this NFE" in plan.describe()
+    plan = pipe.plan(pipe.sample_config(4, nfe=6, sampler="edm"))
+    assert plan.config.sampler == "edm" and not plan.chosen and plan.nfe == 5 and plan.grid_name == "stable"
+    p = run_cli("sample", "--run", "run", "--num", "2", "--nfe", "7", "--name", "auto", cwd=cwd)
+    assert p.returncode == 0 and "with dpmpp_pc (the most accurate at this NFE" in p.stdout, p.stdout + p.stderr
 
 
 def test_nfe_zero_and_flags_named_as_typed(tiny_run, tmp_path):

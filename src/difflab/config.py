@@ -94,10 +94,10 @@ class SampleConfig:
     """How to sample: which sampler, at what cost (NFE or grid steps), how many, from which seed."""
 
     num_samples: int = 64  # images to generate
-    sampler: str = "dpmpp_3m"  # ancestral (Algorithm 2), ddim, euler_maruyama, pc, langevin, heun, rk45, dpmpp_2m, dpmpp_3m, dpmpp_pc, edm
+    sampler: str = "auto"  # auto (the most accurate at the NFE), ancestral (Algorithm 2), ddim, euler_maruyama, pc, langevin, heun, rk45, dpmpp_2m, dpmpp_3m, dpmpp_pc, edm
     nfe: Optional[int] = None  # network evaluations per sample; sets the grid size (unset: the sampler's default budget)
     steps: Optional[int] = None  # grid intervals instead of nfe; 1..T on a discrete schedule (unset: from nfe)
-    grid: str = "auto"  # uniform, karras, logsnr, focus, discrete, calibrated (fitted to the model), auto (usual one)
+    grid: str = "auto"  # uniform, karras, logsnr, focus, stable, discrete, calibrated (fitted to the model), auto (usual one)
     eta: float = 0.0  # ddim: 0 deterministic, 1 ancestral
     variance: str = "auto"  # ancestral sigma_t^2: posterior, beta, learned, or auto (learned if trained, else posterior)
     clip: bool = True  # clip predicted x0 to the data's range (images only; 2-D data is never clipped)
@@ -114,7 +114,8 @@ class SampleConfig:
         from difflab.schedules.grids import GRIDS
 
         try:
-            get_sampler(self.sampler)
+            if self.sampler != "auto":
+                get_sampler(self.sampler)
         except UserError as e:
             raise UserError(f"sample.{e}") from None
         if self.grid not in GRIDS + ("auto", "calibrated"):

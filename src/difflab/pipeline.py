@@ -23,7 +23,7 @@ from difflab.precond import Precond
 from difflab.prediction import Clip, Denoiser
 from difflab.samplers.calibrate import calibrate_grid
 from difflab.samplers.generate import generate
-from difflab.samplers.registry import SamplerSpec, get_sampler
+from difflab.samplers.registry import AUTO_NFE, SamplerSpec, auto_sampler, get_sampler
 from difflab.samplers.walk import StepCallback
 from difflab.schedules.base import Schedule
 from difflab.schedules.grids import make_grid
@@ -37,6 +37,11 @@ CALIBRATION_SAMPLES = 64  # noise draws a calibrated grid is fitted on (streams 
 SCHEDULES = ("linear", "cosine", "vp", "subvp", "ve", "edm")
 
 
+def resolve_sampler(sc: SampleConfig) -> SampleConfig:
+    """sample.sampler = auto replaced by the most accurate sampler at the asked budget (20 NFE if unset)."""
+    return replace(sc, sampler=auto_sampler(sc.nfe or sc.steps or AUTO_NFE)) if sc.sampler == "auto" else sc
+
+
 @dataclass(frozen=True)
 class SamplingPlan:
     """What a sample call will do and cost, known before it runs."""
@@ -48,11 +53,13 @@ class SamplingPlan:
     options: dict  # sampler options (ancestral variance, ddim eta)
     nfe: int | None  # network evaluations per sample (None: adaptive, rk45)
     seconds: float  # estimate from one timed network evaluation
+    chosen: bool = False  # the sampler was picked for the budget (sample.sampler = auto)
 
     def describe(self) -> str:
         sc = self.config
         cost = f"{self.nfe} network evaluations each" if self.nfe else "adaptive steps (rk45)"
-        return (f"drawing {sc.num_samples} samples with {sc.sampler}, {cost}, on the {self.grid_name} grid "
+        why = " (the most accurate at this NFE; --sampler NAME to choose)" if self.chosen else ""
+        return (f"drawing {sc.num_samples} samples with {sc.sampler}{why}, {cost}, on the {self.grid_name} grid "
                 f"(~{self.seconds:.0f} s by one timed evaluation)")
 
 
@@ -80,8 +87,11 @@ class Pipeline:
 
     # -- sampling -----------------------------------------------------------------------------------------------
     def sample_config(self, n: int | None = None, **changes) -> SampleConfig:
-        """The run's sample settings with `changes` (None: keep); asking nfe clears steps and vice versa."""
+        """The run's sample settings with `changes` (None: keep); asking nfe clears steps and vice versa, and an nfe
+        without a sampler lets the budget pick the sampler (sample.sampler = auto)."""
         changes = {k: v for k, v in changes.items() if v is not None}
+        if "nfe" in changes and "sampler" not in changes:
+            changes["sampler"] = "auto"
         if n is not None:
             changes["num_samples"] = n
         if "classes" in changes:
@@ -98,7 +108,9 @@ class Pipeline:
 
     def plan(self, sc: SampleConfig, log: Log = print) -> SamplingPlan:
         """The sampler, its grid (NFE -> intervals by the sampler's cost model) and the estimated cost; a
-        'calibrated' grid is fitted to this model first (samplers/calibrate.py)."""
+        'calibrated' grid is fitted to this model first (samplers/calibrate.py). sample.sampler = auto picks the
+        most accurate sampler for the asked NFE (20 if unset) on its default grid (samplers/registry.py)."""
+        chosen, sc = sc.sampler == "auto", resolve_sampler(sc)
         spec = get_sampler(sc.sampler)
         options = {"ancestral": {"variance": replace(self.cfg, sample=sc).variance},
                    "ddim": {"eta": sc.eta}}.get(sc.sampler, {})
@@ -115,12 +127,12 @@ class Pipeline:
                 grid = calibrate_grid(spec, self.denoiser, self.schedule, steps, x_cal.to(self.device),
                                       options=options, log=log)
             else:
-                grid = make_grid(grid_name, self.schedule, steps)
+                grid = spec.grid(grid_name, self.schedule, steps)
             nfe = spec.nfe(len(grid) - 1, options)
         per_eval = self.eval_seconds(min(sc.batch_size, sc.num_samples))
         batches = -(-sc.num_samples // sc.batch_size)
         seconds = per_eval * batches * (nfe if nfe is not None else 100)  # rk45: ~100 evaluations, a guess
-        return SamplingPlan(sc, spec, grid_name, grid, options, nfe, seconds)
+        return SamplingPlan(sc, spec, grid_name, grid, options, nfe, seconds, chosen)
 
     def sample(self, n: int | None = None, *, sampler: str | None = None, nfe: int | None = None,
                steps: int | None = None, grid: str | None = None, seed: int | None = None,

@@ -14,7 +14,7 @@ from difflab.budget import Budget, reserve_seconds
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.build import build_dataset
 from difflab.eval.plots import forward_frames, plot_loss, plot_strip, read_metrics
-from difflab.pipeline import Pipeline
+from difflab.pipeline import Pipeline, resolve_sampler
 from difflab.train.build import build_network, build_objective, build_schedule
 from difflab.train.distributed import is_main_process
 from difflab.train.loop import TrainResult, check_fit, train
@@ -120,4 +120,4 @@ def trajectory_figures(pipe: Pipeline, out: Path, frames: ReverseFrames, x0: tor
     images = [x for _, x in frames.frames] + [x0[: frames.n]]
     labels = [round(t * T) for t, _ in frames.frames] + [0]
     plot_strip(images, labels, out / "reverse.png",
-               f"reverse process by {cfg.sample.sampler}: noise to data")
+               f"reverse process by {resolve_sampler(cfg.sample).sampler}: noise to data")

@@ -86,15 +86,17 @@ def make_parser() -> Parser:
     s.add_argument("--out", help="output folder (default: the run folder)")
     s.add_argument("--name", default="samples", help="output file stem (default: samples)")
     s.add_argument("--num", type=int, help="number of samples (sets sample.num_samples)")
-    s.add_argument("--sampler", help="dpmpp_3m (default: 20 NFE), ancestral (Algorithm 2: every step of the table), "
-                                     "ddim (50), euler_maruyama (1000), pc (1000), langevin (200), heun (99), rk45, "
-                                     "dpmpp_2m (20), dpmpp_pc (20), edm (35); in brackets the NFE used when --nfe "
-                                     "and --steps are not given (sets sample.sampler; see docs/samplers.md)")
-    s.add_argument("--grid", help="time grid: uniform, karras, logsnr, focus, discrete (default: the sampler's usual "
-                                  "one), or calibrated: fitted to this model first (deterministic samplers; costs "
-                                  "~100x the sampling of 64 images)")
-    s.add_argument("--nfe", type=int, help="network evaluations per sample, at least 2; sets the grid size (default: "
-                                          "the sampler's own, see --sampler) (sets sample.nfe)")
+    s.add_argument("--sampler", help="auto (default: the most accurate at the NFE, 20 if unset), ancestral "
+                                     "(Algorithm 2: every step of the table), ddim (50), euler_maruyama (1000), "
+                                     "pc (1000), langevin (200), heun (99), rk45, dpmpp_2m (20), dpmpp_3m (20), "
+                                     "dpmpp_pc (20), edm (35); in brackets the NFE used when --nfe and --steps are "
+                                     "not given (sets sample.sampler; see docs/samplers.md)")
+    s.add_argument("--grid", help="time grid: uniform, karras, logsnr, focus, stable, discrete (default: the "
+                                  "sampler's usual one), or calibrated: fitted to this model first (deterministic "
+                                  "samplers; costs ~100x the sampling of 64 images)")
+    s.add_argument("--nfe", type=int, help="network evaluations per sample, at least 2; sets the grid size; without "
+                                          "--sampler it also picks the sampler most accurate at that budget "
+                                          "(sets sample.nfe)")
     s.add_argument("--eta", type=float, help="ddim: 0 deterministic .. 1 ancestral (sets sample.eta)")
     s.add_argument("--steps", type=int, help="grid intervals instead of --nfe; 1..T on a discrete schedule "
                                             "(sets sample.steps)")

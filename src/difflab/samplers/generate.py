@@ -17,11 +17,14 @@ from difflab.schedules.grids import check_grid
 
 def start_point(schedule: Schedule, t0: Tensor, noise: NoiseSource, shape: Sequence[int],
                 init: Optional[Tensor] = None) -> Tensor:
-    """x at the grid's first time t0: the prior sample (Algorithm 2, line 1) at t0 = 1, or init noised to t0 by the
-    diffusion kernel x_t0 = alpha(t0) init + sigma(t0) z (SDEdit, image-to-image)."""
+    """x at the grid's first time t0: the prior sample (Algorithm 2, line 1), scaled by sigma(t0) / sigma(1) when a
+    grid starts from noise below t = 1 (the 'stable' grid; EDM's x ~ N(0, sigma_max^2) the same way: the data's
+    share alpha^2 Var(x_0) is dropped); or init noised to t0 by the diffusion kernel x_t0 = alpha(t0) init +
+    sigma(t0) z (SDEdit, image-to-image)."""
     z = noise.randn(shape)
     if init is None:
-        return schedule.prior_sample(z)
+        x = schedule.prior_sample(z)
+        return x if float(t0) == 1 else x * float(schedule.sigma(t0.double()) / schedule.sigma(torch.ones((), dtype=torch.float64)))
     return schedule.q_sample(init, t0.expand(len(init)), z)
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from difflab.errors import UserError
 from difflab.schedules.base import Schedule
 
-GRIDS = ("uniform", "karras", "logsnr", "focus", "discrete")
+GRIDS = ("uniform", "karras", "logsnr", "focus", "stable", "discrete")
 
 
 def discrete_grid(T: int, steps: int | None = None, t_start: float = 1.0) -> Tensor:
@@ -96,6 +96,35 @@ def focus_grid(schedule: Schedule, steps: int, t_start: float = 1.0) -> Tensor:
     return log_snr_grid(schedule, steps, (lo, hi), t_start=t_start)
 
 
+def stable_grid(schedule: Schedule, steps: int, max_step: float = 1.5, t_start: float = 1.0) -> Tensor:
+    """The focus window started at its low end, with log-SNR steps of at most max_step: lambda uniform from
+    lo = min(-5 - k, -4) to min(6 + k, lo + max_step (steps - 1)), k = log2(steps / 10), then 0.
+
+    From t_start = 1 the sampler's x_T ~ N(0, I) is taken as the noise at lambda = lo (alpha^2 = sigmoid(lo) <= 0.018:
+    unit-scale data barely show there), as EDM starts at sigma_max = 80 rather than at the
+    schedule's end: no first jump across the empty low-SNR range. Explicit steps are stable only while each covers
+    little log-SNR (Euler–Maruyama's drift factor 1 - g^2 dt / sigma^2 is 1 - d lambda, stable for d lambda < 2;
+    Heun in sigma~ amplifies denoiser differences by the sigma~ ratio e^(d lambda / 2)): with a small budget the
+    window's top end drops instead, and the final denoising step (Tweedie) covers the rest. A given t_start < 1 is
+    kept (the given x is at that noise level): the window then starts at lambda(t_start) if that is above lo.
+    """
+    if not max_step > 0:
+        raise UserError(f"the stable grid needs max_step > 0 (log-SNR per step), got {max_step}")
+    t_start = _check_start(schedule, t_start)
+    k = math.log2(_check(steps) / 10)
+    ends = [float(v) for v in schedule.log_snr(torch.tensor([t_start, schedule.t_min], dtype=torch.float64))]
+    lo = ends[0] if t_start < 1 else max(min(-5.0 - k, -4.0), ends[0])
+    hi = min(6.0 + k, lo + max_step * max(steps - 1, 1), ends[1])
+    if not lo < hi:  # the window lies above the schedule's top: plain log-SNR steps
+        return log_snr_grid(schedule, steps, t_start=t_start)
+    t = schedule.t_of_log_snr(torch.linspace(lo, hi, steps, dtype=torch.float64))
+    if lo == ends[0]:
+        t[0] = t_start
+    if hi == ends[1]:
+        t[-1] = schedule.t_min
+    return _finish(t)
+
+
 def karras_grid(schedule: Schedule, steps: int, rho: float = 7.0, t_start: float = 1.0) -> Tensor:
     """sigma~ = sigma / alpha spaced as (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho (EDM eq. 5),
     then 0; s_max = sigma~(t_start) (t_start = 1 by default), s_min = sigma~(t_min)."""
@@ -109,9 +138,9 @@ def karras_grid(schedule: Schedule, steps: int, rho: float = 7.0, t_start: float
 
 
 def make_grid(name: str, schedule: Schedule, steps: int, rho: float = 7.0,
-              lambda_range: tuple[float, float] | None = None, t_start: float = 1.0) -> Tensor:
+              lambda_range: tuple[float, float] | None = None, t_start: float = 1.0, max_step: float = 1.5) -> Tensor:
     """The named grid of `steps` intervals from t_start (default 1) down to 0; 'discrete' strides a discrete schedule's
-    T steps (Algorithm 2)."""
+    T steps (Algorithm 2); 'stable' bounds each step's log-SNR change by max_step."""
     if name == "discrete":
         if schedule.steps is None:
             raise UserError("the 'discrete' grid needs a discrete schedule (linear or cosine); use uniform, karras or logsnr")
@@ -124,6 +153,8 @@ def make_grid(name: str, schedule: Schedule, steps: int, rho: float = 7.0,
         return log_snr_grid(schedule, steps, lambda_range, t_start)
     if name == "focus":
         return focus_grid(schedule, steps, t_start)
+    if name == "stable":
+        return stable_grid(schedule, steps, max_step, t_start)
     raise UserError(f"grid must be one of {GRIDS}, got {name!r}")
 
 
