@@ -1,4 +1,9 @@
-"""Peer benchmark: difflab's MNIST demo vs diffusers' UNet2DModel + DDPMScheduler, same wall-clock, same judge."""
+"""Peer benchmark: difflab's MNIST demo recipe vs diffusers' UNet2DModel + DDPMScheduler, same wall-clock training,
+sampled at the same NFE (difflab: its automatic sampler; diffusers: DPMSolverMultistepScheduler), scored by the
+judge classifier and by the standard Inception FID against the MNIST test set with a spread over seeds.
+
+  .venv/bin/python bench/mnist_vs_diffusers.py --minutes 10        # ~50 min on 2 cores (make bench)
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing 
 
 from difflab.data.mnist import load_mnist  # noqa: E402
 from difflab.eval.judge import JudgeScore, judge_samples, load_judge_meta, load_or_train_judge  # noqa: E402
+from mnist_recipes import cpu_flags  # noqa: E402
 
 DEFAULT_JSON = ROOT / "bench" / "out" / "mnist_vs_diffusers.json"
 DEFAULT_PNG = ROOT / "docs" / "img" / "bench_mnist_difflab_vs_diffusers.png"
@@ -43,6 +49,8 @@ class RunResult:
     sample_seconds: float | None
     wall_seconds: float | None  # everything the contender took, as measured here (None: reused run)
     details: dict[str, Any]
+    sets: list = field(default_factory=list, repr=False)  # every seed's samples (N, 28, 28) uint8
+    early_sets: list = field(default_factory=list, repr=False)  # the same seeds from an early checkpoint
 
 
 def log(msg: str) -> None:
@@ -72,20 +80,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def load_samples(run_dir: Path) -> np.ndarray:
-    """Read run_dir/samples.npz key 'images' as uint8 (N, 28, 28)."""
-    path = run_dir / "samples.npz"
-    if not path.is_file():
-        raise SystemExit(f"error: {path} not found (is {run_dir} a finished `difflab demo` run folder?)")
-    with np.load(path, allow_pickle=False) as z:
-        images = z["images"]
-    if images.ndim == 4 and images.shape[1] == 1:
-        images = images[:, 0]  # (N, 1, 28, 28) -> (N, 28, 28)
-    if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
-        raise SystemExit(f"error: {path}['images'] must be uint8 (N, 28, 28), got {images.dtype} {images.shape}")
-    return images
-
-
 def reported_stats(run_dir: Path) -> dict[str, Any]:
     """Steps / images seen / seconds from a top-level JSON the demo wrote, else metrics.jsonl's last line."""
     keys = ("steps", "images_seen", "train_seconds", "sample_seconds")
@@ -97,6 +91,8 @@ def reported_stats(run_dir: Path) -> dict[str, Any]:
             continue
         if isinstance(data, dict):
             found.update({k: data[k] for k in keys if k in data and k not in found})
+            if isinstance(data.get("seconds"), dict) and "training" in data["seconds"]:  # train's summary.json
+                found.setdefault("train_seconds", data["seconds"]["training"])
     metrics = run_dir / "metrics.jsonl"
     if "steps" not in found and metrics.is_file():  # logged every log_every steps: a lower bound
         lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
@@ -111,48 +107,72 @@ def reported_stats(run_dir: Path) -> dict[str, Any]:
     return found
 
 
-def run_difflab(run_dir: Path | None, minutes: float, seed: int, n: int, threads: int) -> RunResult:
-    """Run `python -m difflab demo` (or reuse run_dir) and score its first n samples."""
+def run_difflab(run_dir: Path | None, args: argparse.Namespace, n: int) -> RunResult:
+    """Train the demo recipe for args.minutes with `python -m difflab train` (or reuse run_dir), then draw
+    args.seeds sets of n samples at args.nfe NFE (sample.sampler = auto) from the final EMA weights and from the
+    first checkpoint (an early model, for the FID ordering check); sampling timed here."""
+    import difflab
+    from difflab.config import build_config, dump_yaml
+    from difflab.data.dataset import to_uint8
+    from difflab.demo import DEMO
+    from difflab.train.precision import resolve_precision
+
     wall: float | None = None
     cmd: list[str] | None = None
     load_before = os.getloadavg()
     if run_dir is None:
-        run_dir = ROOT / "bench" / "out" / f"difflab_demo_{time.strftime('%Y%m%d_%H%M%S')}"
-        cmd = [sys.executable, "-m", "difflab", "demo", "--out", str(run_dir), "--minutes", str(minutes)]
-        cmd += ["--seed", str(seed), "--set", f"sample.num_samples={n}"]
-        cmd += ["--threads", str(threads)] if threads else []
+        run_dir = ROOT / "bench" / "out" / f"difflab_{time.strftime('%Y%m%d_%H%M%S')}"
+        run_dir.mkdir(parents=True)
+        recipe = run_dir.parent / f"{run_dir.name}_recipe.yaml"
+        recipe.write_text(dump_yaml(build_config(None, [], base=DEMO)))
+        cmd = [sys.executable, "-m", "difflab", "train", "--config", str(recipe), "--out", str(run_dir),
+               "--minutes", str(args.minutes), "--sample", "0", "--set", f"train.seed={args.seed}",
+               "--set", "train.keep_checkpoints=1000"]
         paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH")]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
-        if threads:
-            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        if args.threads:
+            env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
         log(f"difflab: {shlex.join(cmd)}")
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
-            raise SystemExit(f"error: difflab demo exited with status {proc.returncode}")
+            raise SystemExit(f"error: difflab train exited with status {proc.returncode}")
     else:
         log(f"difflab: reusing {run_dir}")
-    images = load_samples(run_dir)
-    if len(images) < n:
-        log(f"difflab: only {len(images)} samples in {run_dir}; scoring both contenders on {len(images)}")
-    images = images[:n]
     stats = reported_stats(run_dir)
+    pipe = difflab.load(run_dir)
+    plan = pipe.plan(pipe.sample_config(n, nfe=args.nfe, batch_size=SAMPLE_CHUNK), log=lambda s: None)
+
+    def draw(p: difflab.Pipeline, seed: int) -> np.ndarray:  # the planned sampler, grid and cost; only the seed changes
+        return to_uint8(p.draw(replace(plan, config=replace(plan.config, seed=seed))))[:, 0]
+
+    t0 = time.perf_counter()
+    sets = [draw(pipe, 1000 * (k + 1)) for k in range(args.seeds)]
+    sample_seconds = (time.perf_counter() - t0) / args.seeds
+    first = sorted((run_dir / "checkpoints").glob("step-*.safetensors"), key=lambda f: int(f.stem.split("-")[1]))
+    early_sets = [draw(difflab.load(first[0]), 1000 * (k + 1)) for k in range(args.seeds)] if first else []
     return RunResult(
         name="difflab",
-        images=images,
-        score=judge_samples(images),
+        images=sets[0],
+        score=judge_samples(sets[0]),
         steps=stats.get("steps"),
         images_seen=stats.get("images_seen"),
         train_seconds=stats.get("train_seconds"),
-        sample_seconds=stats.get("sample_seconds"),
+        sample_seconds=round(sample_seconds, 1),
         wall_seconds=None if wall is None else round(wall, 1),
         details={
             "run_dir": str(run_dir),
             "command": shlex.join(cmd) if cmd else None,
+            "sampler": f"{plan.config.sampler} at {plan.nfe} NFE on the {plan.grid_name} grid (EMA weights)",
+            "params": sum(p.numel() for p in pipe.net.parameters()),
+            "precision": resolve_precision(pipe.cfg.train.precision, torch.device("cpu")),
             "load_avg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)] if cmd else None,
             "stats_source": stats.get("stats_source", "run folder JSON" if stats else None),
+            "early_checkpoint": first[0].name if first else None,
         },
+        sets=sets,
+        early_sets=early_sets,
     )
 
 
@@ -171,8 +191,16 @@ def unet_config() -> dict[str, Any]:
     }
 
 
+def native_bf16() -> bool:
+    """bf16 autocast only where the CPU runs it natively (as difflab's train.precision=auto decides)."""
+    from difflab.train.precision import native_bf16_cpu
+
+    return native_bf16_cpu()
+
+
 def train_diffusers(minutes: float, batch_size: int, lr: float, seed: int) -> tuple[Any, Any, dict[str, Any]]:
-    """Train UNet2DModel (epsilon prediction, DDPMScheduler) on MNIST for `minutes` of wall-clock; EMA weights out."""
+    """Train UNet2DModel (epsilon prediction, DDPMScheduler) on MNIST for `minutes` of wall-clock; EMA weights out;
+    the forward pass under bf16 autocast where the CPU has native bf16 (as train_unconditional's mixed precision)."""
     from diffusers import DDPMScheduler, UNet2DModel
     from diffusers.training_utils import EMAModel
 
@@ -190,6 +218,7 @@ def train_diffusers(minutes: float, batch_size: int, lr: float, seed: int) -> tu
     n_params = sum(p.numel() for p in unet.parameters())
     log(f"diffusers: UNet2DModel {n_params / 1e6:.2f}M params, training for {minutes} min, batch {batch_size}")
     unet.train()
+    bf16 = native_bf16()
     steps, perm, pos, last_log = 0, torch.randperm(len(x_all), generator=gen), 0, 0.0
     budget = minutes * 60.0
     start = time.perf_counter()
@@ -200,7 +229,9 @@ def train_diffusers(minutes: float, batch_size: int, lr: float, seed: int) -> tu
         pos += batch_size
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, T, (batch_size,), generator=gen)
-        loss = F.mse_loss(unet(scheduler.add_noise(x0, noise, t), t).sample, noise)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = unet(scheduler.add_noise(x0, noise, t), t).sample
+        loss = F.mse_loss(pred.float(), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -220,22 +251,26 @@ def train_diffusers(minutes: float, batch_size: int, lr: float, seed: int) -> tu
         "train_seconds": round(train_seconds, 1),
         "params": n_params,
         "final_loss": round(loss.item(), 4) if steps else None,
+        "precision": "bf16" if bf16 else "fp32",
     }
     return unet.eval(), scheduler, stats
 
 
 @torch.no_grad()
 def sample_diffusers(unet: Any, scheduler: Any, n: int, inference_steps: int, seed: int) -> np.ndarray:
-    """The DDPMPipeline loop (set_timesteps, unet, scheduler.step) in chunks; uint8 (n, 28, 28)."""
+    """The pipeline loop (set_timesteps, unet, scheduler.step) with DPMSolverMultistepScheduler (DPM-Solver++ 2M,
+    diffusers' fast default) built from the training scheduler's config, in chunks; uint8 (n, 28, 28)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    solver = DPMSolverMultistepScheduler.from_config(scheduler.config)
     gen = torch.Generator().manual_seed(seed)
-    scheduler.set_timesteps(inference_steps)
+    solver.set_timesteps(inference_steps)
     out = []
     for i in range(0, n, SAMPLE_CHUNK):
         x = torch.randn((min(SAMPLE_CHUNK, n - i), 1, 28, 28), generator=gen)  # (b, 1, 28, 28)
-        for t in scheduler.timesteps:
-            x = scheduler.step(unet(x, t).sample, t, x, generator=gen).prev_sample
+        for t in solver.timesteps:
+            x = solver.step(unet(x, t).sample, t, x).prev_sample
         out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy())  # (b, 28, 28)
-        log(f"diffusers: sampled {i + len(x)}/{n}")
     return np.concatenate(out)
 
 
@@ -244,14 +279,14 @@ def run_diffusers(args: argparse.Namespace, n: int) -> RunResult:
     start, load_before = time.perf_counter(), os.getloadavg()
     unet, scheduler, stats = train_diffusers(args.minutes, args.batch_size, args.lr, args.seed)
     t0 = time.perf_counter()
-    images = sample_diffusers(unet, scheduler, n, args.inference_steps, args.seed)
-    sample_seconds = time.perf_counter() - t0
+    sets = [sample_diffusers(unet, scheduler, n, args.nfe, 1000 * (k + 1)) for k in range(args.seeds)]
+    sample_seconds = (time.perf_counter() - t0) / args.seeds
     import diffusers
 
     return RunResult(
         name="diffusers",
-        images=images,
-        score=judge_samples(images),
+        images=sets[0],
+        score=judge_samples(sets[0]),
         steps=stats["steps"],
         images_seen=stats["images_seen"],
         train_seconds=stats["train_seconds"],
@@ -263,11 +298,38 @@ def run_diffusers(args: argparse.Namespace, n: int) -> RunResult:
             "unet_config": unet_config(),
             "params": stats["params"],
             "final_loss": stats["final_loss"],
-            "scheduler": f"DDPMScheduler(T={T}, linear betas, epsilon, clip_sample=True)",
-            "inference_steps": args.inference_steps,
+            "precision": stats["precision"],
+            "scheduler": f"DDPMScheduler(T={T}, linear betas, epsilon) for training; DPMSolverMultistepScheduler "
+                         f"at {args.nfe} steps for sampling",
             "optimizer": f"AdamW(lr={args.lr}, wd=0), warm-up {WARMUP_IMAGES} images, grad clip 1.0, EMA (warm-up)",
         },
+        sets=sets,
     )
+
+
+def fid_rows(results: list[RunResult], seed: int) -> dict[str, Any]:
+    """Inception FID against the MNIST test set (10,000 images; features cached by content hash): each contender's
+    seeds (mean and s.d. over seeds), difflab's early checkpoint, and held-out real training images of the same
+    count (the floor at this n)."""
+    from difflab.eval.features import get_extractor
+    from difflab.eval.quality import evaluate_images
+
+    ref, _ = load_mnist("test")
+    extractor = get_extractor("inception")
+    n = len(results[0].sets[0])
+    train, _ = load_mnist("train")
+    pick = np.random.default_rng(seed).permutation(len(train))
+    real = [train[pick[k * n:(k + 1) * n]] for k in range(len(results[0].sets))]
+    groups = {"real (MNIST train)": real, **{r.name: r.sets for r in results}}
+    if results[0].early_sets:
+        groups[f"difflab early ({results[0].details.get('early_checkpoint')})"] = results[0].early_sets
+    out = {}
+    for name, sets in groups.items():
+        row = evaluate_images(sets, ref, extractor, ("fid",), "mnist test", log=log).rows[0]
+        out[name] = {"fid": round(row.value, 2), "sd": round(row.spread, 2), "n": row.n, "n_ref": row.n_ref,
+                     "how": row.how}
+        log(f"FID {name}: {row.value:.2f} +- {row.spread:.2f} ({row.n} samples, {row.how})")
+    return out
 
 
 def grid(images: np.ndarray, max_cols: int = 8) -> np.ndarray:
@@ -308,7 +370,7 @@ def write_png(results: list[RunResult], path: Path, minutes: float) -> None:
 
 def summary(r: RunResult) -> dict[str, Any]:
     """JSON-ready view of a RunResult (no images)."""
-    d = {k: v for k, v in asdict(r).items() if k not in ("images", "score")}
+    d = {k: v for k, v in asdict(r).items() if k not in ("images", "score", "sets", "early_sets")}
     d["score"] = {**asdict(r.score), "score": r.score.score}
     return d
 
@@ -335,25 +397,25 @@ def print_table(results: list[RunResult]) -> float | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--minutes", type=float, default=8.0, help="wall-clock training budget per contender")
-    p.add_argument("--samples", type=int, default=256, help="samples scored per contender (1000 DDPM steps for 64 "
-                   "take ~6 min on one core)")
+    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget per contender")
+    p.add_argument("--samples", type=int, default=1000, help="samples per seed and contender")
+    p.add_argument("--seeds", type=int, default=2, help="sampling seeds (the FID's spread is over them)")
+    p.add_argument("--nfe", type=int, default=20, help="network evaluations per sample for both contenders")
+    p.add_argument("--no-fid", action="store_true", help="judge score only (no Inception features)")
     p.add_argument("--batch-size", type=int, default=64, help="diffusers batch size; keep equal to difflab demo's")
     p.add_argument("--lr", type=float, default=2e-3, help="diffusers peak AdamW learning rate (difflab demo's)")
-    p.add_argument("--inference-steps", type=int, default=250,
-                   help="diffusers DDPM sampling steps (difflab demo samples with 250)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads for both contenders (0: torch's default); "
                    "run on an otherwise idle machine: a second busy process slows 2-thread torch several-fold")
-    p.add_argument("--skip-difflab", type=Path, metavar="DIR", help="reuse this finished `difflab demo` run folder")
+    p.add_argument("--skip-difflab", type=Path, metavar="DIR", help="reuse this trained difflab run folder")
     p.add_argument("--skip-diffusers", action="store_true", help="score difflab only")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where the results JSON goes")
     p.add_argument("--png", type=Path, default=DEFAULT_PNG, help="where the side-by-side PNG goes")
     args = p.parse_args(argv)
-    if args.minutes <= 0 or args.samples < 1 or args.batch_size < 1 or args.threads < 0:
-        p.error("need --minutes > 0, --samples >= 1, --batch-size >= 1, --threads >= 0")
-    if not 1 <= args.inference_steps <= T:
-        p.error(f"need 1 <= --inference-steps <= {T}")
+    if args.minutes <= 0 or args.samples < 2 or args.batch_size < 1 or args.threads < 0 or args.seeds < 1:
+        p.error("need --minutes > 0, --samples >= 2, --batch-size >= 1, --threads >= 0, --seeds >= 1")
+    if not 2 <= args.nfe <= T:
+        p.error(f"need 2 <= --nfe <= {T}")
     return args
 
 
@@ -364,19 +426,22 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)  # the difflab subprocess gets OMP_NUM_THREADS / MKL_NUM_THREADS
     load_or_train_judge(log=log)  # a cold judge cache trains here, outside every timed section
     n = args.samples
-    results = [run_difflab(args.skip_difflab, args.minutes, args.seed, n, args.threads)]
-    n = results[0].score.n  # both contenders are scored on the same N (balance_tv depends on N)
+    results = [run_difflab(args.skip_difflab, args, n)]
     if not args.skip_diffusers:
         results.append(run_diffusers(args, n))
     ratio = print_table(results)
+    fid = None if args.no_fid else fid_rows(results, args.seed)
+    if fid and "diffusers" in fid:
+        print(f"FID ratio difflab / diffusers = {fid['difflab']['fid'] / fid['diffusers']['fid']:.3f}")
     report = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "cwd": os.getcwd(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": machine_info(),
+        "machine": {**machine_info(), "cpu_flags": cpu_flags()},
         "judge": load_judge_meta(),
         "results": {r.name: summary(r) for r in results},
         "score_ratio_difflab_over_diffusers": ratio,
+        "fid_inception_vs_mnist_test": fid,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -189,3 +189,21 @@ def test_ctrl_c_leaves_metrics_plot_and_checkpoint_at_one_step(tmp_path):
     assert p.returncode == 0 and "resuming from" in p.stdout, p.stderr
     rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, step + 3))
+
+
+def test_an_nfe_sweep_scores_every_sampler_at_every_budget_with_a_plot(tiny_run):
+    cwd, _ = tiny_run
+    torch.manual_seed(0)
+    feats = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten())  # any TorchScript feature map (grey images come as 3 channels)
+    torch.jit.save(torch.jit.script(feats), str(cwd / "feats.pt"))
+    p = run_cli("eval", "sweep", "--run", "run", "--samplers", "dpmpp_pc,edm", "--nfe", "2,5", "--num", "6",
+                "--seeds", "2", "--features", "feats.pt", "--out", "sweep", "--quiet", cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    points = json.loads((cwd / "sweep" / "sweep.json").read_text())
+    # edm (2 evaluations per step) cannot run 2 NFE and spends 5 as 2 Heun steps + the final step
+    assert [(q["sampler"], q["nfe"]) for q in points] == [("dpmpp_pc", 2), ("dpmpp_pc", 5), ("edm", 5)]
+    assert all(q["metric"] == "fid" and q["n"] == 6 and q["spread"] > 0 and q["value"] > 0 for q in points)
+    assert (cwd / "sweep" / "sweep.png").stat().st_size > 1000
+    assert_one_line_error(run_cli("eval", "sweep", "--run", "run", "--samplers", "rk45", cwd=cwd), "--samplers", "rk45")
+    assert_one_line_error(run_cli("eval", "sweep", "--run", "run", "--nfe", "1,x", cwd=cwd), "--nfe")

@@ -53,7 +53,7 @@ class TrainConfig:
     seed: int = 0  # seeds data order, t, eps and dropout, step by step
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda or cuda:N (under torchrun: each rank's GPU)
     grad_accum: int = 1  # micro-batches per step: batch_size is split over ranks, then into grad_accum parts
-    precision: str = "fp32"  # fp32, bf16 (autocast) or fp16 (autocast + dynamic loss scaling; for GPUs)
+    precision: str = "fp32"  # fp32, bf16 (autocast), fp16 (autocast + dynamic loss scaling; for GPUs), auto (bf16 where native)
     compile: bool = False  # torch.compile the network for training
     max_bad_steps: int = 10  # a step with a non-finite loss or gradient is skipped; this many in a row stop the run
     tensorboard: bool = True  # also write TensorBoard event files to RUN/tb

@@ -21,7 +21,7 @@ DEMO = {
     "schedule": {"kind": "linear", "T": 1000},
     "unet": {"in_channels": 1, "base_channels": 16, "channel_mult": [1, 2, 4], "num_res_blocks": 1,
              "attention_levels": [2], "dropout": 0.0},
-    "train": {"parameterization": "v", "batch_size": 64, "lr": 2e-3, "warmup_images": 5000,
+    "train": {"parameterization": "v", "batch_size": 64, "lr": 2e-3, "warmup_images": 5000, "precision": "auto",
               "ema_half_life_images": 10000, "ema_rampup": 0.2, "max_images": 10_000_000, "minutes": 8.0,
               "checkpoint_every_images": 20000, "log_every": 25},
     "sample": {"sampler": "ancestral", "num_samples": 64, "steps": 250, "variance": "posterior", "clip": True,

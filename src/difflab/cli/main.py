@@ -169,6 +169,21 @@ def make_parser() -> Parser:
         q.add_argument("--json", help="also write the numbers to this JSON file")
         _common(q, config=False)
 
+    w = esub.add_parser("sweep", help="sample quality against NFE for several samplers, with a plot",
+                        description="Every sampler in --samplers at every budget in --nfe draws the same --seeds sets "
+                                    "of --num samples from --run; each is scored (FID in --features space against "
+                                    "--reference, spread over seeds; point data: sliced Wasserstein) and timed. "
+                                    "Writes sweep.png and sweep.json to --out.")
+    w.add_argument("--run", required=True, help="a trained run folder (or its checkpoint)")
+    w.add_argument("--samplers", help="comma-separated (default: dpmpp_pc,dpmpp_3m,dpmpp_2m,ddim,edm,euler_maruyama)")
+    w.add_argument("--nfe", help="comma-separated budgets (default: 5,10,20,50)")
+    w.add_argument("--num", type=int, default=1000, help="samples per seed (default: 1000)")
+    w.add_argument("--seeds", type=int, default=2, help="sampling seeds for the spread (default: 2)")
+    w.add_argument("--features", default="mnist", help="inception, mnist or a TorchScript file (default: mnist, fast)")
+    w.add_argument("--reference", default="test", help="as for difflab eval fid (default: test)")
+    w.add_argument("--out", help="folder for sweep.png and sweep.json (default: the run folder)")
+    _common(w, config=False)
+
     c = sub.add_parser("config", help="every config key with its default and meaning",
                        description="Print every config key (section.key) with its default and meaning; set them in a "
                                    "--config YAML file or with --set section.key=value.")
@@ -302,14 +317,10 @@ def cmd_quality(args: argparse.Namespace) -> int:
     """difflab eval fid|kid|pr|all: generated (or given) images against reference images."""
     import json
 
-    from difflab.data.build import build_dataset
-    from difflab.data.dataset import DataConfig
-    from difflab.eval.features import get_extractor
-    from difflab.eval.quality import METRICS, evaluate_images, evaluate_points, load_images
+    from difflab.eval.quality import METRICS, evaluate_images, load_images
 
     log = _log(args)
-    if args.num < 2 or args.seeds < 1:
-        raise UserError(f"--num must be at least 2 and --seeds at least 1, got {args.num} and {args.seeds}")
+    _check_counts(args)
     metrics = METRICS if args.what == "all" else (args.what,)
     pipe = None
     if args.run:
@@ -319,12 +330,51 @@ def cmd_quality(args: argparse.Namespace) -> int:
         sets = [pipe.sample(args.num, sampler=args.sampler, nfe=args.nfe, seed=1000 * (k + 1), log=log,
                             progress=not args.quiet) for k in range(args.seeds)]
         if not pipe.spec.is_image:
-            ref = build_dataset(pipe.cfg.data).x
-            print(evaluate_points(sets, ref, f"{pipe.cfg.data.name} (training data)").table())
+            print(_scorer(pipe, args, ("fid",), log)(sets).table())
             return 0
         sets = [_uint8(x) for x in sets]
     else:
         sets = [load_images(args.images)]
+    ref, ref_name, extractor = _reference(pipe, args)
+    rep = evaluate_images(sets, ref, extractor, metrics, ref_name, log=log)
+    print(rep.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep.as_dict(), indent=1))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """difflab eval sweep: quality against NFE for several samplers of one run, table and plot."""
+    from difflab.eval.sweep import DEFAULT_NFES, DEFAULT_SAMPLERS, nfe_sweep, parse_list, write_sweep
+    from difflab.pipeline import load
+
+    log = _log(args)
+    _check_counts(args)
+    samplers = parse_list(args.samplers, DEFAULT_SAMPLERS, str, "--samplers")
+    nfes = parse_list(args.nfe, DEFAULT_NFES, int, "--nfe")
+    pipe = load(args.run)
+    score = _scorer(pipe, args, ("fid",), log)
+    points = nfe_sweep(pipe, samplers, nfes, args.num, args.seeds, score, log=log)
+    out = args.out or (args.run if Path(args.run).is_dir() else str(Path(args.run).parent))
+    what = f"{points[0].metric} ({args.features} features)" if pipe.spec.is_image else "sliced W2"
+    js, png = write_sweep(points, out, f"{Path(args.run).name}: {what} against NFE, {args.num} samples x "
+                                        f"{args.seeds} seeds")
+    log(f"wrote {png} and {js}")
+    return 0
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    if args.num < 2 or args.seeds < 1:
+        raise UserError(f"--num must be at least 2 and --seeds at least 1, got {args.num} and {args.seeds}")
+
+
+def _reference(pipe, args: argparse.Namespace):
+    """(reference uint8 images, their name, the feature extractor) for --reference and --features."""
+    from difflab.data.build import build_dataset
+    from difflab.data.dataset import DataConfig
+    from difflab.eval.features import get_extractor
+    from difflab.eval.quality import load_images
+
     if args.reference in ("test", "train"):
         data = pipe.cfg.data if pipe is not None and pipe.cfg.data.name != "mnist" else \
             DataConfig(name="mnist", split=args.reference)
@@ -333,11 +383,20 @@ def cmd_quality(args: argparse.Namespace) -> int:
         ref, ref_name = _uint8(build_dataset(data).x), f"{data.name} {data.split if data.name == 'mnist' else 'data'}"
     else:
         ref, ref_name = load_images(args.reference), args.reference
-    rep = evaluate_images(sets, ref, get_extractor(args.features), metrics, ref_name, log=log)
-    print(rep.table())
-    if args.json:
-        Path(args.json).write_text(json.dumps(rep.as_dict(), indent=1))
-    return 0
+    return ref, ref_name, get_extractor(args.features)
+
+
+def _scorer(pipe, args: argparse.Namespace, metrics, log):
+    """sets of samples (in the data's range) -> QualityReport: features and reference for images, sliced
+    Wasserstein against the training data for points."""
+    from difflab.data.build import build_dataset
+    from difflab.eval.quality import evaluate_images, evaluate_points
+
+    if not pipe.spec.is_image:
+        ref = build_dataset(pipe.cfg.data).x
+        return lambda sets: evaluate_points(sets, ref, f"{pipe.cfg.data.name} (training data)")
+    ref, ref_name, extractor = _reference(pipe, args)
+    return lambda sets: evaluate_images([_uint8(x) for x in sets], ref, extractor, metrics, ref_name, log=log)
 
 
 def _uint8(x):
@@ -391,6 +450,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from difflab.eval.likelihood import evaluate_nll
     from difflab.train.run import load_run
 
+    if args.what == "sweep":
+        return cmd_sweep(args)
     if args.what != "nll":
         return cmd_quality(args)
     if args.batch_size < 1 or args.num_t < 2:

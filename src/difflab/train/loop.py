@@ -29,7 +29,7 @@ from difflab.train.events import EventWriter
 from difflab.train.interrupt import Interrupted, StopRequest
 from difflab.train.notes import short_run_notes
 from difflab.train.order import DataOrder, step_seed
-from difflab.train.precision import check_precision, with_precision
+from difflab.train.precision import check_precision, resolve_precision, with_precision
 from difflab.train.progress import Progress
 from difflab.train.state import (TrainState, budget_defaults, checkpoint_meta, ema_half_life, gather_rng, lr_at, new_state, restore,
                                   restore_rng, state_tensors)
@@ -148,6 +148,9 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
         log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice where the "
             "CPU has native bf16")
     check_precision(tc.precision, world.device)
+    if tc.precision == "auto":
+        log(f"precision: {resolve_precision('auto', world.device)} (train.precision=auto: bf16 where this device runs it "
+            "natively)")
     restore_rng(st, world)
     st.data_spec = data.spec
     metrics = events = None

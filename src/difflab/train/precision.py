@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -22,7 +22,8 @@ class AutocastNet(nn.Module):
 
 
 def with_precision(net: nn.Module, precision: str, device: torch.device) -> nn.Module:
-    """`net` itself for fp32, else wrapped in autocast."""
+    """`net` itself for fp32, else wrapped in autocast ('auto' resolved for this device)."""
+    precision = resolve_precision(precision, device)
     return net if precision == "fp32" else AutocastNet(net, device.type, DTYPES[precision])
 
 
@@ -33,6 +34,14 @@ def native_bf16_cpu() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto': bf16 where the device runs it natively (a CPU with AVX-512 BF16 / AMX, a GPU with bf16), else fp32."""
+    if precision != "auto":
+        return precision
+    native = native_bf16_cpu() if device.type == "cpu" else device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp32"
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -46,4 +55,4 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 (gradients would underflow without it); a no-op scaler otherwise."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    return torch.amp.GradScaler(device.type, enabled=resolve_precision(precision, device) == "fp16")
