@@ -264,9 +264,9 @@ def sample_diffusers(unet: Any, scheduler: Any, n: int, inference_steps: int, se
 
     solver = DPMSolverMultistepScheduler.from_config(scheduler.config)
     gen = torch.Generator().manual_seed(seed)
-    solver.set_timesteps(inference_steps)
     out = []
     for i in range(0, n, SAMPLE_CHUNK):
+        solver.set_timesteps(inference_steps)  # the scheduler keeps its step index: reset it for every chunk
         x = torch.randn((min(SAMPLE_CHUNK, n - i), 1, 28, 28), generator=gen)  # (b, 1, 28, 28)
         for t in solver.timesteps:
             x = solver.step(unet(x, t).sample, t, x).prev_sample

@@ -6,6 +6,7 @@ Architecture (both): 32 x 32 x 3 images, base 64 channels, multipliers (1, 2, 2)
 self-attention at 16 x 16 and in the middle, batch 64, fp32 (and bf16 autocast where the CPU has native bf16).
 
   OMP_NUM_THREADS=2 .venv/bin/python bench/unet_speed.py --rounds 6
+  OMP_NUM_THREADS=2 .venv/bin/python bench/unet_speed.py --rounds 6 --precision bf16   # native bf16 CPUs only
 """
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ from difflab.nn.unet import UNet, UNetConfig  # noqa: E402
 from mnist_recipes import cpu_flags  # noqa: E402
 
 B, RES, C = 64, 32, 3
+CHANNELS_LAST = True
 
 
 def difflab_net() -> torch.nn.Module:
     net = UNet(UNetConfig(in_channels=C, base_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2,
-                          attention_levels=(1,), channels_last=True))
+                          attention_levels=(1,), channels_last=CHANNELS_LAST))
     return _Wrap(lambda x, t: net(x, t), net)
 
 
@@ -59,11 +61,11 @@ def flops(net, x, t) -> float:
     return fc.get_total_flops()
 
 
-def machine_rates() -> dict[str, float]:
-    """GFLOP/s of a large 3x3 convolution and of a large matmul on this machine (fp32)."""
-    x, w = torch.randn(32, 128, 32, 32), torch.randn(128, 128, 3, 3)
+def machine_rates(dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """GFLOP/s of a large 3x3 convolution and of a large matmul on this machine at `dtype`."""
+    x, w = torch.randn(32, 128, 32, 32, dtype=dtype), torch.randn(128, 128, 3, 3, dtype=dtype)
     conv = 2 * 32 * 128 * 32 * 32 * 128 * 9
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     out = {}
     for name, fn, n in (("conv", lambda: F.conv2d(x, w, padding=1), conv), ("matmul", lambda: a @ b, 2 * 2048 ** 3)):
         fn()
@@ -85,25 +87,40 @@ def timed(fn, reps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: both under autocast")
+    ap.add_argument("--channels-last", choices=["on", "off"], default="on", help="difflab's unet.channels_last")
     ap.add_argument("--out", default="bench/out/unet_speed.json")
     args = ap.parse_args()
+    from difflab.train.precision import native_bf16_cpu
+
+    if args.precision == "bf16" and not native_bf16_cpu():
+        raise SystemExit("bf16 needs a CPU with native bf16 (AVX-512 BF16 or AMX): this one would fall back to "
+                         "kernels ~100x slower")
+    global CHANNELS_LAST
+    CHANNELS_LAST = args.channels_last == "on"
+    bf16 = args.precision == "bf16"
     torch.manual_seed(0)
     nets = {"difflab": difflab_net(), "diffusers": diffusers_net()}
     x, t, target = torch.randn(B, C, RES, RES), torch.rand(B), torch.randn(B, C, RES, RES)
     opts = {k: torch.optim.AdamW(n.parameters(), lr=1e-4) for k, n in nets.items()}
-    info = {"machine": cpu_flags(), "threads": torch.get_num_threads(), "rates": machine_rates()}
-    print(f"machine: {info['machine']}, {info['threads']} threads; measured fp32 conv {info['rates']['conv']:.0f}, "
+    info = {"machine": cpu_flags(), "threads": torch.get_num_threads(),
+            "rates": machine_rates(torch.bfloat16 if bf16 else torch.float32),
+            "precision": args.precision, "channels_last": CHANNELS_LAST}
+    print(f"machine: {info['machine']}, {info['threads']} threads; measured {args.precision} conv "
+          f"{info['rates']['conv']:.0f}, "
           f"matmul {info['rates']['matmul']:.0f} GFLOP/s")
     rows = {k: {"params": sum(p.numel() for p in n.parameters()), "flops": flops(n, x, t), "train": [], "eval": []}
             for k, n in nets.items()}
 
     def train_step(k):
         opts[k].zero_grad(set_to_none=True)
-        F.mse_loss(nets[k](x, t), target).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = nets[k](x, t)
+        F.mse_loss(out.float(), target).backward()
         opts[k].step()
 
     def eval_step(k):
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             nets[k](x, t)
 
     for r in range(args.rounds):  # interleaved: both see the same machine state
@@ -119,7 +136,7 @@ def main() -> None:
               f"({row['eval_gflops']:.0f} GFLOP/s)")
     d, p = rows["difflab"], rows["diffusers"]
     print(f"difflab / diffusers: train {d['train_img_s'] / p['train_img_s']:.2f}x, eval "
-          f"{d['eval_img_s'] / p['eval_img_s']:.2f}x (median of {args.rounds} interleaved rounds)")
+          f"{d['eval_img_s'] / p['eval_img_s']:.2f}x (median of {args.rounds} interleaved rounds, {args.precision})")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({**info, "rows": rows}, indent=1, default=float))
 

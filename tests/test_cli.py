@@ -1,9 +1,7 @@
 """The real commands on tiny settings, and bad input: one line, exit code 2, nothing half-written."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

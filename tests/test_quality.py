@@ -45,8 +45,17 @@ def test_quality_metrics_from_the_cli_order_sets_the_right_way(tmp_path):
     assert all(m["spread"] > 0 for m in got["same"].values())  # a spread comes with every number
 
 
+class Flat(torch.nn.Module):
+    """A feature network of the wrong output shape: one number per image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((1, 2, 3))
+
+
 def test_quality_bad_input_is_one_line(tmp_path):
     torch.jit.save(torch.jit.script(Tiny()), str(tmp_path / "tiny.pt"))
+    torch.jit.save(torch.jit.script(Flat()), str(tmp_path / "flat.pt"))
+    np.savez(tmp_path / "wide.npz", images=np.full((50, 16, 16), 3.0, np.float32))  # not in [-1, 1] or 0..255
     np.savez(tmp_path / "ref.npz", images=blobs(50, 0, 3.0))
     np.savez(tmp_path / "big.npz", images=np.zeros((50, 20, 20), np.uint8))
     np.savez(tmp_path / "two.npz", images=blobs(2, 1, 3.0))
@@ -60,3 +69,7 @@ def test_quality_bad_input_is_one_line(tmp_path):
                           "TorchScript")
     assert_one_line_error(run("fid", "--images", "ref.npz", "--reference", "ref.npz", "--features", "nothing.pt"),
                           "--features")
+    assert_one_line_error(run("fid", "--images", "ref.npz", "--reference", "ref.npz", "--features", "flat.pt"),
+                          "(N, D)")
+    p = run("fid", "--images", "wide.npz", "--reference", "ref.npz", "--features", "tiny.pt")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -68,13 +68,14 @@ def planned_images(cfg: RunConfig, probe: Pipeline | None, budget: Budget, reser
 
 
 def sample_to(pipe: Pipeline, out: str | Path, sc: SampleConfig, *, log: Log = print, progress: bool = True,
-              name: str = "samples", budget: Budget | None = None, callback=None) -> Tensor:
+              name: str = "samples", budget: Budget | None = None, callback=None, guidance=None,
+              cond=None) -> Tensor:
     """Plan (its cost is printed first), draw and save NAME.png and NAME.npz in `out`; returns the samples."""
     budget = budget or Budget()
     with budget.phase("sampling"):
         plan = pipe.plan(sc, log)
         log(plan.describe())
-        x = pipe.draw(plan, log=log, progress=progress, callback=callback)
+        x = pipe.draw(plan, log=log, progress=progress, callback=callback, guidance=guidance, cond=cond)
         path = pipe.save(x, out, name)
     log(f"wrote {sc.num_samples} samples to {path} in {budget.spent['sampling']:.0f}s")
     return x

@@ -23,7 +23,9 @@ EPILOG = """examples:
   difflab train --data mnist --set unet.num_classes=10 --set train.cond_dropout=0.1 --out runs/cond
   difflab sample --run runs/cond --class 7                       # class-conditional sampling
   difflab train --data mnist --set train.parameterization=edm --set train.objective=edm   # EDM precond + loss
-  difflab train --data mnist --set model=classifier --out runs/clf   # noise-conditional classifier p(y | x_t, t)
+  difflab train-classifier --data mnist --out runs/clf           # noise-conditional classifier p(y | x_t, t)
+  difflab sample --run runs/cond --class 7 --guidance 3          # classifier-free guidance (w = 1: conditional)
+  difflab sample --run runs/mnist --classifier runs/clf --class 7 --guidance 2   # classifier guidance
   difflab bench samplers                        # every sampler against exact scores, vs diffusers
   difflab config --show                         # every config key, its default and meaning
   difflab eval nll --checkpoint runs/mnist       # the ELBO term by term, bits/dim on the test split
@@ -61,23 +63,15 @@ def make_parser() -> Parser:
                                    "loss.png into --out. Under torchrun it trains data parallel (gloo on CPUs, NCCL "
                                    "on GPUs); train.precision=bf16|fp16, train.compile=true and train.grad_accum=K "
                                    "are switches (docs/training.md).")
-    t.add_argument("--config", help="YAML file with sections model, arch, data, schedule, unet, mlp, vae, classifier, "
-                                    "train, sample (every key: difflab config --show)")
-    t.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
-    t.add_argument("--data", help="dataset: mnist, folder, npz (images), or moons, swiss_roll, gmm (2-D points: add "
-                                  "--set arch=mlp) (sets data.name)")
-    t.add_argument("--data-path", help="folder of images or .npz file (sets data.path)")
-    t.add_argument("--minutes", type=float,
-                   help="time budget of the whole command: training stops early enough for the samples after it; "
-                        "a resumed run's --minutes is its total (30 after 20 trains ~10 more) (sets train.minutes)")
-    t.add_argument("--max-images", type=int, help="stop after this many images (sets train.max_images)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue from the newest readable checkpoint in --out, or start there if it has none (so one "
-                        "command also restarts a crashed job); raise --max-images or --minutes to train further")
-    t.add_argument("--sample", type=int, metavar="N",
-                   help="after training, draw N samples with the run's sampler (default: sample.num_samples = 64 "
-                        "with dpmpp_3m at 20 network evaluations; 0: none)")
+    _train_args(t)
     _common(t)
+    k = sub.add_parser("train-classifier", help="train a noise-conditional classifier p(y | x_t, t) for classifier "
+                                                "guidance (= train --set model=classifier)",
+                       description="Train the noise-conditional classifier of classifier guidance on noised labelled "
+                                   "data (the diffusion model's noise levels, the same training loop); then sample an "
+                                   "unconditional run with --classifier RUN --class K --guidance S.")
+    _train_args(k)
+    _common(k)
 
     s = sub.add_parser("sample", help="draw samples from a trained run (Algorithm 2 or any other sampler)",
                        description="Sample from a run folder's checkpoint with Algorithm 2 or any sampler on any time "
@@ -109,7 +103,17 @@ def make_parser() -> Parser:
                    help="sample on another schedule's grid (the network sees only the noise level, so one trained "
                         "under the linear table samples under the cosine table or an SDE; default: the run's)")
     s.add_argument("--class", dest="classes", metavar="K[,K...]",
-                   help="class-conditional runs: the class(es) to sample, cycled over the samples (sets sample.classes)")
+                   help="the class(es) to sample, cycled over the samples (sets sample.classes): a class-conditional "
+                        "run, or an unconditional one with --classifier")
+    s.add_argument("--guidance", metavar="S[,S...]",
+                   help="guidance scale: classifier-free guidance of a class-conditional run trained with "
+                        "train.cond_dropout > 0 (w = 1: the conditional model, w > 1 sharper), or with --classifier "
+                        "classifier guidance (1: the exact Bayes rule); several scales: one row each in NAME_grid.png")
+    s.add_argument("--classifier", metavar="RUN", help="a noise-conditional classifier run (difflab train-classifier) "
+                                                       "for classifier guidance")
+    s.add_argument("--guidance-interval", metavar="LO,HI",
+                   help="guide only at noise levels sigma / alpha in [LO, HI] (Kynkaanniemi et al. 2024), e.g. 0.3,5; "
+                        "elsewhere the conditional model alone")
     _common(s, config=False)
 
     v = sub.add_parser("vae", help="train a VAE or hierarchical VAE by its ELBO and report the bound",
@@ -246,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"difflab {args.command}: interrupted: {e.message}\n")
         return 130
     except KeyboardInterrupt:
-        hint = "; the newest checkpoint is kept: continue with --resume" if args.command in ("train", "vae") else ""
+        trains = args.command in ("train", "train-classifier", "vae")
+        hint = "; the newest checkpoint is kept: continue with --resume" if trains else ""
         sys.stderr.write(f"difflab {args.command}: interrupted{hint}\n")
         return 130
 
@@ -258,6 +263,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
     run_demo(args.out, args.minutes, args.seed, args.set, log=_log(args), progress=not args.quiet, started=STARTED)
     return 0
+
+
+def _train_args(t: argparse.ArgumentParser) -> None:
+    """The flags of train and train-classifier."""
+    t.add_argument("--config", help="YAML file with sections model, arch, data, schedule, unet, mlp, vae, classifier, "
+                                    "train, sample (every key: difflab config --show)")
+    t.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
+    t.add_argument("--data", help="dataset: mnist, folder, npz (images), or moons, swiss_roll, gmm (2-D points: add "
+                                  "--set arch=mlp) (sets data.name)")
+    t.add_argument("--data-path", help="folder of images or .npz file (sets data.path)")
+    t.add_argument("--minutes", type=float,
+                   help="time budget of the whole command: training stops early enough for the samples after it; "
+                        "a resumed run's --minutes is its total (30 after 20 trains ~10 more) (sets train.minutes)")
+    t.add_argument("--max-images", type=int, help="stop after this many images (sets train.max_images)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the newest readable checkpoint in --out, or start there if it has none (so one "
+                        "command also restarts a crashed job); raise --max-images or --minutes to train further")
+    t.add_argument("--sample", type=int, metavar="N",
+                   help="after training, draw N samples with the run's sampler (default: sample.num_samples = 64 "
+                        "with dpmpp_3m at 20 network evaluations; 0: none)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -278,7 +303,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = _resume_base(Path(args.out)) if args.resume else None
     if base is not None and args.config:
         base = merge(base, load_yaml(args.config))
-    cfg = build_config(None if base is not None else args.config, flags + args.set, base=base)
+    model = ["model=classifier"] if args.command == "train-classifier" else []
+    cfg = build_config(None if base is not None else args.config, model + flags + args.set, base=base)
     if args.sample is not None and args.sample < 0:
         raise UserError(f"--sample must be >= 0 (0: no samples after training), got {args.sample}")
     if args.sample:
@@ -422,6 +448,9 @@ def _resume_base(out: Path) -> dict | None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from difflab.eval.grid import save_grid
     from difflab.pipeline import load
     from difflab.runs import sample_to
 
@@ -432,8 +461,38 @@ def cmd_sample(args: argparse.Namespace) -> int:
                             seed=args.seed, variance=args.variance, eta=args.eta, classes=_classes(args.classes),
                             clip=False if args.no_clip else None)
     out = args.out or (args.run if Path(args.run).is_dir() else str(Path(args.run).parent))
-    sample_to(pipe, out, sc, name=args.name, log=_log(args), progress=not args.quiet)
+    scales = _floats(args.guidance, "--guidance") if args.guidance is not None else (None,)
+    interval = _floats(args.guidance_interval, "--guidance-interval", 2) if args.guidance_interval else None
+    if args.guidance is None and (args.classifier or interval):
+        scales = (1.0,) if args.classifier else scales
+        if interval:
+            raise UserError("--guidance-interval needs a scale: pass --guidance S")
+    rows = []
+    for scale in scales:
+        guidance, cond = pipe.guidance(sc, scale, classifier=args.classifier, interval=interval) \
+            if scale is not None else (None, None)
+        name = args.name if len(scales) == 1 else f"{args.name}_w{scale:g}"
+        rows.append(sample_to(pipe, out, sc, name=name, log=_log(args), progress=not args.quiet, guidance=guidance,
+                              cond=cond))
+    if len(rows) > 1:  # one row per scale, the same seeds and classes in every row
+        cols = min(sc.num_samples, 10)
+        path = save_grid(torch.cat([r[:cols] for r in rows]), Path(out) / f"{args.name}_grid.png", nrow=cols)
+        _log(args)(f"wrote {path}: rows = guidance {', '.join(f'{v:g}' for v in scales)}; columns = classes "
+                   f"{', '.join(str(c) for c in (list(sc.classes) * cols)[:cols])}")
     return 0
+
+
+def _floats(text: str, flag: str, count: int | None = None) -> tuple[float, ...]:
+    """'1,2.5' -> (1.0, 2.5), finite numbers (exactly `count` of them if given)."""
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if not vals or any(v != v or v in (float("inf"), float("-inf")) for v in vals) or \
+            (count is not None and len(vals) != count):
+        want = f"{count} numbers like 0.3,5" if count else "numbers like 3 or 1,2,4"
+        raise UserError(f"{flag} takes {want}, got {text!r}")
+    return vals
 
 
 def _classes(text: str | None) -> tuple[int, ...] | None:
@@ -547,7 +606,8 @@ def _log(args: argparse.Namespace):
     return (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "vae": cmd_vae,
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "train-classifier": cmd_train, "sample": cmd_sample,
+            "eval": cmd_eval, "vae": cmd_vae,
             "bench": cmd_bench, "config": cmd_config}
 
 if __name__ == "__main__":

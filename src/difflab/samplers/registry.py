@@ -108,11 +108,12 @@ def get_sampler(name: str) -> SamplerSpec:
 
 class CountingDenoiser:
     """Wraps a denoiser and counts its network evaluations (NFE). A transform that calls its inner denoiser twice
-    per step (classifier-free guidance without batching) is counted twice: wrap the innermost denoiser."""
+    per step is counted twice: wrap the innermost denoiser. With `batch` (the samples per sampler call) a call on a
+    doubled batch (classifier-free guidance's [x; x]) counts as the 2 evaluations per sample it costs."""
 
-    def __init__(self, denoiser: Denoiser):
-        self.denoiser, self.nfe = denoiser, 0
+    def __init__(self, denoiser: Denoiser, batch: int | None = None):
+        self.denoiser, self.batch, self.nfe = denoiser, batch, 0
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Condition | None = None) -> Prediction:
-        self.nfe += 1
+        self.nfe += 1 if self.batch is None else -(-len(x_t) // self.batch)
         return self.denoiser(x_t, t, cond)
