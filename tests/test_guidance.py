@@ -21,7 +21,8 @@ SCHED = DiscreteSchedule(linear_betas(1000))
 GMM = GaussianMixture(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.5]]),
                       0.4**2 * torch.eye(2).expand(3, 2, 2))  # overlapping: p(y | x) is far from one-hot
 N, Y = 2000, 0
-SAMPLER_NFE = {"ancestral": 100, "ddim": 50, "euler_maruyama": 200, "pc": 201, "dpmpp_3m": 20, "heun": 41, "edm": 41}
+SAMPLER_NFE = {"ancestral": 100, "ddim": 50, "euler_maruyama": 200, "pc": 201, "dpmpp_2m": 20, "dpmpp_3m": 20,
+               "dpmpp_pc": 20, "heun": 41, "edm": 41, "langevin": 400}
 
 
 def draw(denoiser, name: str, y: int = Y, n: int = N) -> torch.Tensor:
