@@ -21,9 +21,10 @@ from difflab.data.dataset import to_uint8  # noqa: E402
 from difflab.eval.judge import judge_samples, load_or_train_judge  # noqa: E402
 from mnist_recipes import cpu_flags  # noqa: E402
 
-CANDIDATES = [("ancestral", {"steps": 250}), ("ancestral", {"steps": 1000}), ("dpmpp_3m", {"nfe": 10}),
-              ("dpmpp_3m", {"nfe": 20}), ("dpmpp_2m", {"nfe": 20}), ("dpmpp_3m", {"nfe": 50}), ("ddim", {"nfe": 50}),
-              ("edm", {"nfe": 35})]
+CANDIDATES = [("ancestral", {"steps": 250}), ("ancestral", {"steps": 1000}), ("dpmpp_pc", {"nfe": 5}),
+              ("dpmpp_pc", {"nfe": 10}), ("dpmpp_3m", {"nfe": 10}), ("dpmpp_3m", {"nfe": 20}),
+              ("dpmpp_3m", {"nfe": 20, "grid": "logsnr"}), ("dpmpp_2m", {"nfe": 20}), ("dpmpp_3m", {"nfe": 50}),
+              ("ddim", {"nfe": 50}), ("edm", {"nfe": 35}), ("edm", {"nfe": 10}), ("euler_maruyama", {"nfe": 10})]
 
 
 def main() -> None:
@@ -51,7 +52,7 @@ def main() -> None:
     print("| sampler | budget | judge score | confident share | time vs ancestral 1000 |")
     print("|---|---|---:|---:|---:|")
     for r in rows:
-        b = f"{r['steps']} steps" if "steps" in r else f"{r['nfe']} NFE"
+        b = (f"{r['steps']} steps" if "steps" in r else f"{r['nfe']} NFE") + f", {r.get('grid', 'default')} grid"
         print(f"| {r['sampler']} | {b} | {r['score']:.3f} | {r['confident']:.3f} | {r['time_vs_ancestral_1000']:.3f} |")
 
 
