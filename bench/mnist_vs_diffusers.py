@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ def run_difflab(run_dir: Path | None, args: argparse.Namespace, n: int) -> RunRe
     plan = pipe.plan(pipe.sample_config(n, nfe=args.nfe, batch_size=SAMPLE_CHUNK), log=lambda s: None)
 
     def draw(p: difflab.Pipeline, seed: int) -> np.ndarray:  # the planned sampler, grid and cost; only the seed changes
-        return to_uint8(p.draw(replace(plan, config=replace(plan.config, seed=seed))))[:, 0]
+        return to_uint8(p.draw(plan.with_seed(seed)))[:, 0]
 
     t0 = time.perf_counter()
     sets = [draw(pipe, 1000 * (k + 1)) for k in range(args.seeds)]

@@ -55,6 +55,10 @@ class SamplingPlan:
     seconds: float  # estimate from one timed network evaluation
     chosen: bool = False  # the sampler was picked for the budget (sample.sampler = auto)
 
+    def with_seed(self, seed: int) -> "SamplingPlan":
+        """The same sampler, grid and cost for other noise streams (sample k of seed s: stream (s, k))."""
+        return replace(self, config=replace(self.config, seed=seed))
+
     def describe(self) -> str:
         sc = self.config
         cost = f"{self.nfe} network evaluations each" if self.nfe else "adaptive steps (rk45)"

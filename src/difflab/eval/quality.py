@@ -110,11 +110,17 @@ def evaluate_points(sets: list[torch.Tensor], reference: torch.Tensor, reference
 def load_images(path: str | Path) -> np.ndarray:
     """uint8 images from a .npz (key images or x) or a folder, (N, H, W) or (N, H, W, C), without unpickling."""
     from difflab.data.build import build_dataset
-    from difflab.data.dataset import DataConfig, to_uint8
+    from difflab.data.dataset import DataConfig
 
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p} does not exist: pass a .npz of images or a folder of image files")
-    data = build_dataset(DataConfig(name="npz" if p.is_file() else "folder", path=str(p)))
-    imgs = to_uint8(data.x).transpose(0, 2, 3, 1)
+    return image_array(build_dataset(DataConfig(name="npz" if p.is_file() else "folder", path=str(p))).x)
+
+
+def image_array(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> uint8 (N, H, W) grey or (N, H, W, C)."""
+    from difflab.data.dataset import to_uint8
+
+    imgs = to_uint8(x).transpose(0, 2, 3, 1)
     return imgs[..., 0] if imgs.shape[-1] == 1 else imgs

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -60,7 +60,7 @@ def nfe_sweep(pipe, samplers: Sequence[str], nfes: Sequence[int], num: int, seed
                 continue
             plan = pipe.plan(pipe.sample_config(num, sampler=name, nfe=nfe), log=lambda s: None)
             t0 = time.perf_counter()
-            sets = [pipe.draw(replace(plan, config=replace(plan.config, seed=1000 * (k + 1)))) for k in range(seeds)]
+            sets = [pipe.draw(plan.with_seed(1000 * (k + 1))) for k in range(seeds)]
             secs = (time.perf_counter() - t0) / seeds
             row = score(sets).rows[0]
             points.append(SweepPoint(name, plan.nfe, row.metric, row.value, row.spread, row.n, round(secs, 2)))

@@ -1,0 +1,128 @@
+"""difflab eval: the bound (nll), sample quality (fid, kid, pr, all) and quality against NFE (sweep)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from difflab.cli.common import log_for as _log
+from difflab.errors import UserError
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from difflab.eval.likelihood import evaluate_nll
+    from difflab.train.run import load_run
+
+    if args.what == "sweep":
+        return cmd_sweep(args)
+    if args.what != "nll":
+        return cmd_quality(args)
+    if args.batch_size < 1 or args.num_t < 2:
+        raise UserError("--batch-size must be at least 1 and --num-t at least 2")
+    if args.method == "ode":
+        from difflab.eval.likelihood import evaluate_ode_nll
+
+        if args.rtol <= 0:
+            raise UserError(f"--rtol must be positive, got {args.rtol}")
+        print(evaluate_ode_nll(load_run(args.checkpoint), split=args.split, num_images=args.num_images,
+                               exact_trace=args.exact_trace, rtol=args.rtol, atol=args.rtol, seed=args.seed,
+                               batch_size=args.batch_size, log=_log(args), progress=not args.quiet).table())
+        return 0
+    rep = evaluate_nll(load_run(args.checkpoint), split=args.split, num_images=args.num_images, method=args.method,
+                       num_t=args.num_t, variance=args.variance, seed=args.seed, batch_size=args.batch_size,
+                       log=_log(args), progress=not args.quiet)
+    print(rep.table())
+    return 0
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    """difflab eval fid|kid|pr|all: generated (or given) images against reference images."""
+    import json
+
+    from difflab.eval.quality import METRICS, evaluate_images, load_images
+
+    log = _log(args)
+    _check_counts(args)
+    metrics = METRICS if args.what == "all" else (args.what,)
+    pipe = None
+    if args.run:
+        from difflab.pipeline import load
+
+        pipe = load(args.run)
+        sets = [pipe.sample(args.num, sampler=args.sampler, nfe=args.nfe, seed=1000 * (k + 1), log=log,
+                            progress=not args.quiet) for k in range(args.seeds)]
+        if not pipe.spec.is_image:
+            print(_scorer(pipe, args, ("fid",), log)(sets).table())
+            return 0
+        sets = [_images(x) for x in sets]
+    else:
+        sets = [load_images(args.images)]
+    ref, ref_name, extractor = _reference(pipe, args)
+    rep = evaluate_images(sets, ref, extractor, metrics, ref_name, log=log)
+    print(rep.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep.as_dict(), indent=1))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """difflab eval sweep: quality against NFE for several samplers of one run, table and plot."""
+    from difflab.eval.sweep import DEFAULT_NFES, DEFAULT_SAMPLERS, nfe_sweep, parse_list, write_sweep
+    from difflab.pipeline import load
+
+    log = _log(args)
+    _check_counts(args)
+    samplers = parse_list(args.samplers, DEFAULT_SAMPLERS, str, "--samplers")
+    nfes = parse_list(args.nfe, DEFAULT_NFES, int, "--nfe")
+    pipe = load(args.run)
+    score = _scorer(pipe, args, ("fid",), log)
+    points = nfe_sweep(pipe, samplers, nfes, args.num, args.seeds, score, log=log)
+    out = args.out or (args.run if Path(args.run).is_dir() else str(Path(args.run).parent))
+    what = f"{points[0].metric} ({args.features} features)" if pipe.spec.is_image else "sliced W2"
+    js, png = write_sweep(points, out, f"{Path(args.run).name}: {what} against NFE, {args.num} samples x "
+                                        f"{args.seeds} seeds")
+    log(f"wrote {png} and {js}")
+    return 0
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    if args.num < 2 or args.seeds < 1:
+        raise UserError(f"--num must be at least 2 and --seeds at least 1, got {args.num} and {args.seeds}")
+
+
+def _reference(pipe, args: argparse.Namespace):
+    """(reference uint8 images, their name, the feature extractor) for --reference and --features."""
+    from difflab.data.build import build_dataset
+    from difflab.data.dataset import DataConfig
+    from difflab.eval.features import get_extractor
+    from difflab.eval.quality import load_images
+
+    if args.reference in ("test", "train"):
+        data = pipe.cfg.data if pipe is not None and pipe.cfg.data.name != "mnist" else \
+            DataConfig(name="mnist", split=args.reference)
+        if pipe is not None and data.name == "mnist" and pipe.spec.shape[-1] != 28:
+            data = DataConfig(name="mnist", split=args.reference, image_size=pipe.spec.shape[-1])
+        ref, ref_name = _images(build_dataset(data).x), f"{data.name} {data.split if data.name == 'mnist' else 'data'}"
+    else:
+        ref, ref_name = load_images(args.reference), args.reference
+    return ref, ref_name, get_extractor(args.features)
+
+
+def _scorer(pipe, args: argparse.Namespace, metrics, log):
+    """sets of samples (in the data's range) -> QualityReport: features and reference for images, sliced
+    Wasserstein against the training data for points."""
+    from difflab.data.build import build_dataset
+    from difflab.eval.quality import evaluate_images, evaluate_points
+
+    if not pipe.spec.is_image:
+        ref = build_dataset(pipe.cfg.data).x
+        return lambda sets: evaluate_points(sets, ref, f"{pipe.cfg.data.name} (training data)")
+    ref, ref_name, extractor = _reference(pipe, args)
+    return lambda sets: evaluate_images([_images(x) for x in sets], ref, extractor, metrics, ref_name, log=log)
+
+
+def _images(x):
+    """Samples in [-1, 1] as uint8 arrays (eval/quality.py's image_array, imported when needed)."""
+    from difflab.eval.quality import image_array
+
+    return image_array(x)
+
