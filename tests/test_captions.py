@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from difflab.data.captions import (HELD_OUT_TEMPLATES, NUMBER_WORDS, PAD, TRAIN_TEMPLATES, UNK, VOCAB, detokenize,
-                                   tokenize, two_digit_canvas)
+from difflab.data.build import build_dataset
+from difflab.data.captions import (HELD_OUT_TEMPLATES, MAX_TOKENS, NUMBER_WORDS, TRAIN_TEMPLATES, UNKNOWN, VOCAB,
+                                   caption, two_digit_canvas)
+from difflab.data.dataset import DataConfig
+from difflab.nn.text import caption_tokenizer
 from difflab.data.mnist import load_mnist
 from difflab.errors import UserError
 
@@ -35,15 +38,34 @@ def test_the_canvas_halves_are_the_captioned_digits():
 
 
 def test_held_out_phrasings_are_apart_and_the_tokenizer_round_trips():
+    tok = caption_tokenizer(MAX_TOKENS)
+    pad, unk = tok.pad, tok.unk
     assert not set(TRAIN_TEMPLATES) & set(HELD_OUT_TEMPLATES)
-    for template in TRAIN_TEMPLATES + HELD_OUT_TEMPLATES:
+    for template in TRAIN_TEMPLATES:  # every training word is in the vocabulary
         text = template.format(l="3", r="seven", L="three", R="seven")
-        ids = tokenize(text)
-        assert ids.shape == (16,) and ids.dtype == torch.long and UNK not in ids.tolist()
-        assert detokenize(ids) == " ".join(re.findall(r"[a-z]+|[0-9]", text))
-    assert tokenize("a 3 next to a zebra").tolist()[5] == UNK and tokenize("3 7").tolist()[2:] == [PAD] * 14
+        ids = tok.encode(text)
+        assert ids.shape == (16,) and ids.dtype == torch.long and unk not in ids.tolist()
+        assert tok.decode(ids) == " ".join(re.findall(r"[a-z]+|[0-9]", text))
+    held = {w for t in HELD_OUT_TEMPLATES for w in tok.unknown(t.format(l=1, r=2, L="one", R="two"))}
+    assert held == {"first"}  # the held-out phrasings bring a new word, read as unknown
+    assert tok.encode("a 3 next to a zebra").tolist()[5] == unk and tok.encode("3 7").tolist()[2:] == [pad] * 14
     assert len(VOCAB) == len(set(VOCAB))
     with pytest.raises(UserError, match="no words"):
-        tokenize(" ,. ")
+        tok.encode(" ,. ")
     with pytest.raises(UserError, match="at most 16"):
-        tokenize("3 " * 17)
+        tok.encode("3 " * 17)
+
+
+def test_word_dropout_keeps_the_digits_and_the_pairs_dataset_matches_its_labels():
+    rng = np.random.default_rng(0)
+    dropped = [caption(3, 7, TRAIN_TEMPLATES[2], rng, word_dropout=0.5) for _ in range(200)]
+    assert all("three" in c and "seven" in c for c in dropped)
+    share = np.mean([w == UNKNOWN for c in dropped for w in c.split() if w not in ("three", "seven")])
+    assert 0.4 < share < 0.6
+    tok = caption_tokenizer(MAX_TOKENS)
+    assert tok.encode(dropped[0]).max() < len(VOCAB)
+    data = build_dataset(DataConfig(name="mnist_pairs", split="test", limit=40, seed=3))
+    assert data.x.shape == (40, 1, 28, 56) and len(data.captions) == 40 and data.num_classes == 100
+    for cap, y in zip(data.captions, data.labels.tolist()):
+        named_digits = named(cap)
+        assert sorted(named_digits) == sorted([y // 10, y % 10])

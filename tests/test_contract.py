@@ -132,7 +132,7 @@ def test_condition_dropout_drops_at_the_configured_rate():
     n, nc = 20000, 10
     batch = Batch(torch.zeros(n, 2), Condition.labels(torch.full((n,), 3), nc))
     for rate in (0.0, 0.25):
-        obj = DiffusionObjective(s, Parameterization(), cond_dropout=rate, uses_labels=True)
+        obj = DiffusionObjective(s, Parameterization(), cond_dropout=rate, conditions=("label",))
         obj.loss(Spy(), batch, NoiseSource.for_indices(0, range(n), block=1))
         dropped = float((seen[-1] == nc).double().mean())
         assert set(seen[-1].tolist()) <= {3, nc}

@@ -12,6 +12,7 @@ from torch import Tensor
 from difflab.errors import UserError
 
 LABEL = "label"  # class index in [0, num_classes); its null value is num_classes
+TOKENS = "tokens"  # caption token ids (L,); the null caption is all padding
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,15 @@ class Condition:
         if len(bad):
             raise UserError(f"class {int(bad[0])} is out of range: the model knows classes 0..{num_classes - 1}")
         return cls({LABEL: y}, {LABEL: torch.tensor(num_classes, device=y.device)})
+
+    @classmethod
+    def tokens(cls, ids: Tensor, null: Tensor) -> "Condition":
+        """Caption token ids (B, L); `null` (L,) is the empty caption (all padding)."""
+        return cls({TOKENS: torch.as_tensor(ids, dtype=torch.long)}, {TOKENS: null.to(torch.long)})
+
+    def join(self, other: "Condition") -> "Condition":
+        """The fields of both (e.g. a label and a caption), same rows."""
+        return Condition({**self.values, **other.values}, {**self.nulls, **other.nulls})
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -71,7 +81,7 @@ class Condition:
         """Rows where mask (B,) is true replaced by the null value (condition dropout)."""
         def one(k: str, v: Tensor) -> Tensor:
             m = mask.to(v.device).reshape(-1, *([1] * (v.ndim - 1)))
-            return torch.where(m, self.nulls[k].to(v.device, v.dtype), v)
+            return torch.where(m, self.nulls[k].to(v.device, v.dtype), v)  # null (...) broadcasts over the rows
         return Condition({k: one(k, v) for k, v in self.values.items()}, self.nulls)
 
     def to(self, device: torch.device | str) -> "Condition":

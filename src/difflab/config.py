@@ -16,6 +16,7 @@ from difflab.latent.vae import VAEConfig
 from difflab.losses.objective import OBJECTIVES
 from difflab.nn.classifier import ClassifierConfig
 from difflab.nn.mlp import MLPConfig
+from difflab.nn.text import TextConfig
 from difflab.nn.unet import UNetConfig
 from difflab.precond import Parameterization
 from difflab.reverse import VARIANCES
@@ -106,6 +107,7 @@ class SampleConfig:
     seed: int = 0  # sample k uses its own noise stream from (seed, k)
     classes: tuple[int, ...] = ()  # class-conditional: labels to sample, cycled, e.g. [3,7] (empty: null label if
     # trained with train.cond_dropout > 0, else sample k gets class k mod C)
+    prompts: tuple[str, ...] = ()  # text-to-image: captions to sample, cycled (empty: example prompts of the captions)
 
     def __post_init__(self) -> None:
         if self.variance not in VARIANCES + ("auto",):
@@ -145,6 +147,7 @@ class RunConfig:
     mlp: MLPConfig = field(default_factory=MLPConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
@@ -153,6 +156,9 @@ class RunConfig:
             raise UserError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.arch not in ("unet", "mlp"):
             raise UserError(f"arch must be 'unet' or 'mlp', got {self.arch!r}")
+        if self.text.enabled and (self.model, self.arch) != ("diffusion", "unet"):
+            raise UserError(f"text.encoder={self.text.encoder} conditions the U-Net of a diffusion model, not "
+                            f"model={self.model} arch={self.arch}: drop text.encoder or set arch=unet")
         if self.model != "diffusion":
             return
         if not self.schedule.discrete and (self.train.objective in ("elbo", "hybrid") or self.train.learn_variance):

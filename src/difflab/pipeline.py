@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from difflab.budget import eval_seconds
-from difflab.condition import LABEL, Condition
+from difflab.condition import LABEL, TOKENS, Condition
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.dataset import DataSpec, to_uint8
 from difflab.errors import UserError
@@ -100,6 +100,8 @@ class Pipeline:
             changes["num_samples"] = n
         if "classes" in changes:
             changes["classes"] = tuple(int(c) for c in np.atleast_1d(changes["classes"]))
+        if isinstance(changes.get("prompts"), str):
+            changes["prompts"] = (changes["prompts"],)
         sc = self.cfg.sample
         if "nfe" in changes and "steps" not in changes:
             sc = replace(sc, steps=None)
@@ -140,19 +142,21 @@ class Pipeline:
 
     def sample(self, n: int | None = None, *, sampler: str | None = None, nfe: int | None = None,
                steps: int | None = None, grid: str | None = None, seed: int | None = None,
-               classes: int | Sequence[int] | None = None, cond: Condition | None = None,
+               classes: int | Sequence[int] | None = None, prompts: str | Sequence[str] | None = None,
+               cond: Condition | None = None,
                guidance: float | Transform | None = None, classifier: str | Path | None = None,
                guidance_interval: tuple[float, float] | None = None, clip: bool | None = None,
                eta: float | None = None, variance: str | None = None, batch_size: int | None = None,
                log: Log | None = None, progress: bool = False) -> Tensor:
         """(n, *shape) samples in the data's range, on the CPU. Unset arguments keep the run's sample settings
-        (the sampler most accurate at 20 NFE unless the run says otherwise). `classes` cycles labels over the
-        samples; `cond` gives n rows of any condition instead. `guidance` is a scale (classifier-free guidance of this
+        (the sampler most accurate at 20 NFE unless the run says otherwise). `classes` cycles labels, `prompts`
+        captions (a text-to-image run) over the samples; `cond` gives n rows of any condition instead. `guidance` is a scale (classifier-free guidance of this
         class-conditional run, w = 1 the conditional model; with `classifier` a noise-conditional classifier run:
         classifier guidance, scale 1 the exact Bayes rule) or any denoiser transform, applied before clipping.
         Sample k depends only on (seed, k)."""
         sc = self.sample_config(n, sampler=sampler, nfe=nfe, steps=steps, grid=grid, seed=seed, classes=classes,
-                                clip=clip, eta=eta, variance=variance, batch_size=batch_size)
+                                prompts=tuple(prompts) if prompts is not None and not isinstance(prompts, str)
+                                else prompts, clip=clip, eta=eta, variance=variance, batch_size=batch_size)
         if classifier is not None or isinstance(guidance, (int, float)):
             guidance, cond = self.guidance(sc, 1.0 if guidance is None else guidance, classifier=classifier,
                                            interval=guidance_interval, cond=cond)
@@ -162,25 +166,28 @@ class Pipeline:
     def guidance(self, sc: SampleConfig, scale: float, *, classifier: str | Path | None = None,
                  interval: tuple[float, float] | None = None,
                  cond: Condition | None = None) -> tuple[Transform, Condition]:
-        """(transform, labels) for sample.classes: classifier guidance with a classifier run, else classifier-free
-        guidance of this class-conditional run (refused in one line where the run cannot do it)."""
+        """(transform, condition) for sample.classes / sample.prompts: classifier guidance with a classifier run, else
+        classifier-free guidance of this conditional run (refused in one line where the run cannot do it)."""
         from difflab.guidance import ClassifierFreeGuidance, ClassifierGuidance, check_scale
         from difflab.losses.classifier import classifier_logits
 
         scale = check_scale(scale)
         takes = LABEL in self.net.conditions
-        if not sc.classes and cond is None:
-            raise UserError("guidance needs the class(es) to guide towards: pass --class K (classes=...)")
         if classifier is None:
-            if not takes:
-                raise UserError("classifier-free guidance needs a class-conditional run (unet.num_classes > 0); for "
-                                "this unconditional run pass a noise-conditional classifier (--classifier RUN)")
+            if not self.net.conditions:
+                raise UserError("classifier-free guidance needs a conditional run (unet.num_classes > 0 or "
+                                "text.encoder); for this unconditional run pass a noise-conditional classifier "
+                                "(--classifier RUN)")
+            if not sc.classes and not sc.prompts and cond is None and TOKENS not in self.net.conditions:
+                raise UserError("guidance needs the class(es) to guide towards: pass --class K (classes=...)")
             if self.cfg.train.cond_dropout <= 0:
                 raise UserError("classifier-free guidance needs the unconditional model too, but this run was trained "
                                 "with train.cond_dropout = 0: retrain with --set train.cond_dropout=0.1 or pass "
                                 "--classifier RUN")
             cond = self.condition(sc) if cond is None else cond
             return (lambda den: ClassifierFreeGuidance(den, scale, self.schedule, interval)), cond
+        if not sc.classes and cond is None:
+            raise UserError("classifier guidance needs the class(es) to guide towards: pass --class K (classes=...)")
         run = load_run(classifier, model="classifier")
         if tuple(run.spec.shape) != tuple(self.shape):
             raise UserError(f"the classifier {classifier} was trained on data of shape {tuple(run.spec.shape)}, this "
@@ -223,18 +230,32 @@ class Pipeline:
         return Clip(denoiser, *self.spec.value_range) if clip and self.spec.value_range is not None else denoiser
 
     def condition(self, sc: SampleConfig) -> Condition | None:
-        """The labels to sample: sample.classes cycled over the samples; without them a class-conditional model
-        samples unconditionally if it was trained with condition dropout, else sample k gets class k mod C."""
+        """What to sample: the labels of sample.classes and the captions of sample.prompts, cycled over the samples.
+        Without classes a class-conditional model samples unconditionally if it was trained with condition dropout,
+        else sample k gets class k mod C; without prompts a text-to-image model draws example prompts."""
         takes, nc, k = self.net.conditions, model_classes(self.cfg)[0], torch.arange(sc.num_samples)
-        if sc.classes:
-            if LABEL not in takes:
-                raise UserError("sample.classes needs a class-conditional run (trained with unet.num_classes > 0); "
-                                "this one is unconditional: guide it with a classifier (--classifier RUN)")
-            return Condition.labels(torch.tensor(sc.classes)[k % len(sc.classes)], nc)
-        if not takes:
-            return None
-        labels = Condition.labels(k % nc, nc)
-        return labels.null() if self.cfg.train.cond_dropout > 0 else labels
+        if sc.classes and LABEL not in takes:
+            raise UserError("sample.classes needs a class-conditional run (trained with unet.num_classes > 0); "
+                            "this one takes none: guide it with a classifier (--classifier RUN)")
+        if sc.prompts and TOKENS not in takes:
+            raise UserError("a prompt needs a text-to-image run (trained with --set text.encoder=transformer on "
+                            "captioned data, e.g. --data mnist_pairs); this run takes no text")
+        cond = None
+        if LABEL in takes:
+            cond = Condition.labels(torch.tensor(sc.classes)[k % len(sc.classes)] if sc.classes else k % nc, nc)
+            cond = cond.null() if not sc.classes and self.cfg.train.cond_dropout > 0 else cond
+        if TOKENS in takes:
+            text = Condition.tokens(self.net.text.tokenizer(self.prompts(sc)), self.net.text.null)
+            cond = text if cond is None else cond.join(text)
+        return cond
+
+    def prompts(self, sc: SampleConfig) -> tuple[str, ...]:
+        """The caption of each sample: sample.prompts cycled, else example prompts."""
+        from difflab.data.captions import example_prompts
+
+        if not sc.prompts:
+            return example_prompts(sc.num_samples)
+        return tuple(sc.prompts[k % len(sc.prompts)] for k in range(sc.num_samples))
 
     def eval_seconds(self, batch: int) -> float:
         """Seconds of one network evaluation on `batch` examples (timed, after a warm-up call)."""

@@ -107,8 +107,11 @@ def make_parser() -> Parser:
     s.add_argument("--class", dest="classes", metavar="K[,K...]",
                    help="the class(es) to sample, cycled over the samples (sets sample.classes): a class-conditional "
                         "run, or an unconditional one with --classifier")
+    s.add_argument("--prompt", dest="prompts", action="append", metavar="TEXT",
+                   help="a caption to draw, for a text-to-image run (text.encoder set); repeat for several, cycled "
+                        "over the samples (sets sample.prompts), e.g. --prompt 'a 3 next to a 7'")
     s.add_argument("--guidance", metavar="S[,S...]",
-                   help="guidance scale: classifier-free guidance of a class-conditional run trained with "
+                   help="guidance scale: classifier-free guidance of a conditional run (class or text) trained with "
                         "train.cond_dropout > 0 (w = 1: the conditional model, w > 1 sharper), or with --classifier "
                         "classifier guidance (1: the exact Bayes rule); several scales: one row each in NAME_grid.png")
     s.add_argument("--classifier", metavar="RUN", help="a noise-conditional classifier run (difflab train-classifier) "
@@ -117,6 +120,15 @@ def make_parser() -> Parser:
                    help="guide only at noise levels sigma / alpha in [LO, HI] (Kynkaanniemi et al. 2024), e.g. 0.3,5; "
                         "elsewhere the conditional model alone")
     _common(s, config=False)
+
+    x = sub.add_parser("export-text-encoder", help="write a text-to-image run's text encoder as a pretrained encoder",
+                       description="Write the text encoder a run trained jointly (and its projection) as a pretrained "
+                                   "encoder folder: encoder.pt (TorchScript, token ids (B, L) -> features (B, L, d)) and "
+                                   "tokenizer.json. Another run conditions on it, frozen, with --set "
+                                   "text.encoder=pretrained --set text.path=DIR.")
+    x.add_argument("--run", required=True, help="a text-to-image run folder (trained with text.encoder set)")
+    x.add_argument("--out", required=True, help="folder to write encoder.pt and tokenizer.json into")
+    _common(x, config=False)
 
     v = sub.add_parser("vae", help="train a VAE or hierarchical VAE by its ELBO and report the bound",
                        description="Train a convolutional VAE (vae.levels=1) or a Markovian hierarchical VAE "
@@ -367,7 +379,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     pipe = load(args.run, schedule=args.schedule, live=True if args.live else None)
     sc = pipe.sample_config(args.num, sampler=args.sampler, nfe=args.nfe, steps=args.steps, grid=args.grid,
                             seed=args.seed, variance=args.variance, eta=args.eta, classes=_classes(args.classes),
-                            clip=False if args.no_clip else None)
+                            prompts=tuple(args.prompts) if args.prompts else None, clip=False if args.no_clip else None)
+    _say_unknown_words(pipe, sc.prompts, _log(args))
     out = args.out or (args.run if Path(args.run).is_dir() else str(Path(args.run).parent))
     scales = _floats(args.guidance, "--guidance") if args.guidance is not None else (None,)
     interval = _floats(args.guidance_interval, "--guidance-interval", 2) if args.guidance_interval else None
@@ -385,9 +398,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if len(rows) > 1:  # one row per scale, the same seeds and classes in every row
         cols = min(sc.num_samples, 10)
         path = save_grid(torch.cat([r[:cols] for r in rows]), Path(out) / f"{args.name}_grid.png", nrow=cols)
-        _log(args)(f"wrote {path}: rows = guidance {', '.join(f'{v:g}' for v in scales)}; columns = classes "
-                   f"{', '.join(str(c) for c in (list(sc.classes) * cols)[:cols])}")
+        what = f"prompts {'; '.join(pipe.prompts(sc)[:cols])}" if sc.prompts else \
+            f"classes {', '.join(str(c) for c in (list(sc.classes) * cols)[:cols])}"
+        _log(args)(f"wrote {path}: rows = guidance {', '.join(f'{v:g}' for v in scales)}; columns = {what}")
     return 0
+
+
+def _say_unknown_words(pipe, prompts: tuple[str, ...], log) -> None:
+    """A note for prompt words outside a text-to-image run's vocabulary (read as unknown)."""
+    text = getattr(pipe.net, "text", None)
+    unknown = sorted({w for p in prompts for w in text.tokenizer.unknown(p)}) if text is not None else []
+    if unknown:
+        log(f"note: {', '.join(repr(w) for w in unknown)} not in the model's vocabulary: read as unknown words")
 
 
 def _floats(text: str, flag: str, count: int | None = None) -> tuple[float, ...]:
@@ -411,6 +433,19 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
         raise UserError(f"--class takes class indices like 7 or 0,1,2, got {text!r}") from None
+
+
+def cmd_export_text(args: argparse.Namespace) -> int:
+    from difflab.nn.text import export_encoder
+    from difflab.pipeline import load
+
+    pipe = load(args.run)
+    if getattr(pipe.net, "text", None) is None:
+        raise UserError(f"{args.run} has no text encoder (trained without text.encoder): export from a text-to-image run")
+    out = export_encoder(pipe.net.text, args.out)
+    _log(args)(f"wrote {out / 'encoder.pt'} and {out / 'tokenizer.json'}: use with --set text.encoder=pretrained "
+               f"--set text.path={out}")
+    return 0
 
 
 def cmd_vae(args: argparse.Namespace) -> int:
@@ -463,7 +498,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 FLAG_KEYS = {"--data": "data.name", "--data-path": "data.path", "--minutes": "train.minutes",
              "--max-images": "train.max_images", "--num": "sample.num_samples", "--sampler": "sample.sampler",
              "--nfe": "sample.nfe", "--steps": "sample.steps", "--eta": "sample.eta", "--seed": "sample.seed",
-             "--grid": "sample.grid", "--variance": "sample.variance", "--class": "sample.classes",
+             "--grid": "sample.grid", "--variance": "sample.variance", "--class": "sample.classes", "--prompt": "sample.prompts",
              "--levels": "vae.levels"}
 
 
@@ -485,7 +520,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "train-classifier": cmd_train, "sample": cmd_sample,
-            "eval": cmd_eval, "vae": cmd_vae,
+            "eval": cmd_eval, "vae": cmd_vae, "export-text-encoder": cmd_export_text,
             "bench": cmd_bench, "config": cmd_config}
 
 if __name__ == "__main__":

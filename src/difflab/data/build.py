@@ -15,6 +15,7 @@ from difflab.data.mnist import load_mnist
 from difflab.data.toy import gaussian_mixture, swiss_roll, two_moons
 from difflab.errors import UserError
 
+WORD_DROPOUT = 0.05  # share of a training caption's non-digit words read as unknown
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601-2, as PIL's RGB -> L
 
 
@@ -26,8 +27,19 @@ def _mnist(cfg: DataConfig) -> ImageData:
     return ImageData(x=x, labels=torch.from_numpy(labels[:stop].astype(np.int64)), num_classes=10, **PIXELS)
 
 
+def _mnist_pairs(cfg: DataConfig) -> ImageData:
+    """Two MNIST digits side by side, (N, 1, 28, 56), captioned in the training phrasings with 5% word dropout;
+    label = 10 left + right (100 classes). N = data.limit, else as many canvases as the split has digits."""
+    from difflab.data.captions import two_digit_canvas
+
+    images, labels = load_mnist(cfg.split)
+    c = two_digit_canvas(images, labels, cfg.limit or len(images), seed=cfg.seed, word_dropout=WORD_DROPOUT)
+    return ImageData(x=to_unit_range(c.images)[:, None], labels=torch.from_numpy(10 * c.left + c.right),
+                     num_classes=100, captions=c.captions, **PIXELS)
+
 _LOADERS: dict[str, Callable[[DataConfig], ImageData]] = {
     "mnist": _mnist,
+    "mnist_pairs": _mnist_pairs,
     "folder": lambda cfg: load_folder(cfg.path, cfg.image_size, cfg.channels, cfg.limit),
     "npz": lambda cfg: load_npz(cfg.path),
     "moons": lambda cfg: two_moons(cfg.num_points, cfg.seed),
@@ -42,7 +54,8 @@ def _limit(data: ImageData, limit: int) -> ImageData:
     if not limit or limit >= len(data):
         return data
     labels = None if data.labels is None else data.labels[:limit]
-    return replace(data, x=data.x[:limit], labels=labels)
+    captions = None if data.captions is None else data.captions[:limit]
+    return replace(data, x=data.x[:limit], labels=labels, captions=captions)
 
 
 def _channels(data: ImageData, channels: int) -> ImageData:

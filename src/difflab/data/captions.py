@@ -1,7 +1,7 @@
 """Text-to-image data: the two-digit canvas (two MNIST digits side by side, 28 x 56) with a caption that says which
 digit is where, in varied phrasings (digits as symbols or number words, either order of mention), so a model must
 read order and number words, not look a class up. Phrasings are split into training and held-out templates; a
-word-level tokenizer with a fixed vocabulary turns captions into token ids (0 = padding, 1 = unknown word).
+word-level tokenizer (nn/text.py) with the training vocabulary turns captions into token ids (0 = padding, 1 = unknown).
 """
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from difflab.errors import UserError
+from difflab.nn.text import words
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # {l} / {r}: the left / right digit as a symbol or a word (drawn per caption); {L} / {R}: always as a word
@@ -23,43 +22,30 @@ TRAIN_TEMPLATES = (
     "{r} on the right and {l} on the left", "a {l} on the left of a {r}",
 )
 HELD_OUT_TEMPLATES = ("{l} left of {r}", "a {R} to the right of a {L}", "first {L} then {R}")
-PAD, UNK = 0, 1
-MAX_TOKENS = 16
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z]+|[0-9]", text.lower())
+MAX_TOKENS = 16  # the longest caption has 11 words
+UNKNOWN = "<unk>"  # a word outside every vocabulary: what word dropout puts in a training caption
 
 
 def _vocabulary() -> tuple[str, ...]:
-    words = {w for t in TRAIN_TEMPLATES + HELD_OUT_TEMPLATES for w in _words(re.sub(r"\{[lrLR]\}", " ", t))}
-    return ("<pad>", "<unk>") + tuple(str(d) for d in range(10)) + NUMBER_WORDS + tuple(sorted(words - set(NUMBER_WORDS)))
+    """Padding, unknown, the digits, the number words and the training templates' words: held-out phrasings may use
+    words outside it, which the tokenizer reads as unknown (as any fixed vocabulary does with new words)."""
+    filler = {w for t in TRAIN_TEMPLATES for w in words(re.sub(r"\{[lrLR]\}", " ", t))}
+    return ("<pad>", UNKNOWN) + tuple(str(d) for d in range(10)) + NUMBER_WORDS + tuple(sorted(filler))
 
 
 VOCAB = _vocabulary()
-INDEX = {w: i for i, w in enumerate(VOCAB)}
 
 
-def tokenize(text: str, length: int = MAX_TOKENS) -> Tensor:
-    """(length,) int64 token ids of a caption, padded with 0; words outside the vocabulary become 1 (unknown)."""
-    ids = [INDEX.get(w, UNK) for w in _words(text)]
-    if not ids:
-        raise UserError(f"the prompt {text!r} has no words: say which digits to draw, e.g. 'a 3 next to a 7'")
-    if len(ids) > length:
-        raise UserError(f"the prompt {text!r} has {len(ids)} words; at most {length} fit")
-    return torch.tensor(ids + [PAD] * (length - len(ids)), dtype=torch.long)
-
-
-def detokenize(ids: Tensor) -> str:
-    """The words of token ids, padding dropped."""
-    return " ".join(VOCAB[int(i)] for i in ids if int(i) != PAD)
-
-
-def caption(left: int, right: int, template: str, rng: np.random.Generator) -> str:
-    """One caption of the pair (left, right) in a template; {l} / {r} become a symbol or a word at random."""
+def caption(left: int, right: int, template: str, rng: np.random.Generator, word_dropout: float = 0.0) -> str:
+    """One caption of the pair (left, right) in a template; {l} / {r} become a symbol or a word at random, and each
+    other word becomes unknown with probability `word_dropout` (so a model learns to read past unknown words)."""
     def say(d: int) -> str:
         return str(d) if rng.random() < 0.5 else NUMBER_WORDS[d]
-    return template.format(l=say(left), r=say(right), L=NUMBER_WORDS[left], R=NUMBER_WORDS[right])
+    text = template.format(l=say(left), r=say(right), L=NUMBER_WORDS[left], R=NUMBER_WORDS[right])
+    if word_dropout <= 0:
+        return text
+    digits = set(NUMBER_WORDS) | {str(d) for d in range(10)}
+    return " ".join(w if w in digits or rng.random() >= word_dropout else UNKNOWN for w in words(text))
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,9 +59,9 @@ class Canvas:
 
 
 def two_digit_canvas(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,
-                     templates: Sequence[str] = TRAIN_TEMPLATES) -> Canvas:
+                     templates: Sequence[str] = TRAIN_TEMPLATES, word_dropout: float = 0.0) -> Canvas:
     """n canvases from random pairs of the given digits (N, 28, 28) uint8 with their labels (N,); captions drawn
-    from `templates` (the held-out ones for evaluation)."""
+    from `templates` (the held-out ones for evaluation), with word dropout for training."""
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels) or len(images) < 2:
         raise UserError(f"the two-digit canvas needs (N, 28, 28) digits with N labels, got {images.shape} and "
                         f"{len(labels)} labels")
@@ -84,5 +70,11 @@ def two_digit_canvas(images: np.ndarray, labels: np.ndarray, n: int, seed: int =
     canvas = np.concatenate([images[a], images[b]], axis=2)  # (n, 28, 56)
     left, right = labels[a].astype(np.int64), labels[b].astype(np.int64)
     picks = rng.integers(0, len(templates), n)
-    caps = tuple(caption(int(left[k]), int(right[k]), templates[picks[k]], rng) for k in range(n))
+    caps = tuple(caption(int(left[k]), int(right[k]), templates[picks[k]], rng, word_dropout) for k in range(n))
     return Canvas(canvas, left, right, caps)
+
+
+def example_prompts(n: int) -> tuple[str, ...]:
+    """n prompts for a sample grid: sample k asks for digits (k mod 10) left and (k // 10 + 3 k) mod 10 right, in
+    the first training phrasing."""
+    return tuple(TRAIN_TEMPLATES[0].format(l=k % 10, r=(k // 10 + 3 * k) % 10) for k in range(n))

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from difflab.errors import UserError
 
-IMAGE_SETS = ("mnist", "folder", "npz")  # x is (N, C, H, W)
+IMAGE_SETS = ("mnist", "mnist_pairs", "folder", "npz")  # x is (N, C, H, W)
 TOY_SETS = ("moons", "swiss_roll", "gmm")  # x is (N, D): points, not images
 DATASET_NAMES = IMAGE_SETS + TOY_SETS
 
@@ -58,6 +58,7 @@ class ImageData:
     num_classes: int | None = None  # labels lie in [0, num_classes) when given
     quantized: bool = False  # 8-bit values (k / 127.5 - 1)
     value_range: tuple[float, float] | None = None  # bounded data (images: (-1, 1)); None for points
+    captions: tuple[str, ...] | None = None  # one caption per example (text-to-image), or None
 
     @property
     def spec(self) -> DataSpec:
@@ -72,6 +73,9 @@ class ImageData:
                 raise ValueError(f"ImageData.labels must be int64 ({len(self.x)},), got {self.labels.dtype} {tuple(self.labels.shape)}")
             if self.num_classes is None:
                 raise ValueError("ImageData.num_classes must be set when labels are given")
+        if self.captions is not None and len(self.captions) != len(self.x):
+            raise ValueError(f"ImageData.captions must hold one caption per example, got {len(self.captions)} for "
+                             f"{len(self.x)}")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -103,7 +107,7 @@ def _is_int(value: object) -> bool:
 class DataConfig:
     """Which dataset to build and how to preprocess it (the `data:` section of a config)."""
 
-    name: str = "mnist"  # one of mnist, folder, npz, moons, swiss_roll, gmm
+    name: str = "mnist"  # one of mnist, mnist_pairs (two digits side by side, captioned), folder, npz, moons, swiss_roll, gmm
     path: str = ""  # folder of images (folder) or .npz file (npz); unused otherwise
     split: str = "train"  # MNIST split: train or test
     limit: int = 0  # 0 = all examples; else keep the first N
@@ -127,7 +131,7 @@ class DataConfig:
         if self.path and self.name not in ("folder", "npz"):
             raise UserError(f"data.path is only read for data.name folder or npz, not {self.name!r}: drop --data-path "
                             "or pick --data folder / npz")
-        if self.name == "mnist" and self.split not in ("train", "test"):
+        if self.name in ("mnist", "mnist_pairs") and self.split not in ("train", "test"):
             raise UserError(f"data.split must be 'train' or 'test' for MNIST, got {self.split!r}")
         if self.limit < 0:
             raise UserError(f"data.limit must be >= 0 (0 = all examples), got {self.limit}")

@@ -149,7 +149,7 @@ class VAEObjective:
     """The negative ELBO per dimension (nats), one latent sample per image."""
 
     quantized: bool = True  # 8-bit data: discretized Gaussian decoder
-    uses_labels: bool = False
+    conditions: tuple[str, ...] = ()
 
     def loss(self, net: nn.Module, batch, noise: NoiseSource) -> Tensor:
         return net(batch.x, noise, self.quantized).sum(1) / batch.x[0].numel()

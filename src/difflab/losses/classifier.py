@@ -27,7 +27,7 @@ class ClassifierObjective:
     """-log p(y | x_t, t) per example, t uniform over the table (or U[t_min, 1])."""
 
     schedule: Schedule
-    uses_labels: bool = True
+    conditions: tuple[str, ...] = (LABEL,)
 
     def loss(self, net: nn.Module, batch: Batch, noise: NoiseSource) -> Tensor:
         x0 = batch.x

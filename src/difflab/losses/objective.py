@@ -38,7 +38,7 @@ class Batch:
 class Objective(Protocol):
     """What the training loop needs of an objective."""
 
-    uses_labels: bool  # the loop hands it the data's labels as a Condition
+    conditions: tuple[str, ...]  # the condition fields the loop hands it from the data (label, tokens)
 
     def loss(self, net: nn.Module, batch: Batch, noise: NoiseSource) -> Tensor:
         """(B,) per-example loss; every random draw comes from `noise` (example k's own stream)."""
@@ -68,7 +68,7 @@ class DiffusionObjective:
     learn_variance: bool = False
     hybrid_weight: float = 1e-3
     cond_dropout: float = 0.0  # probability that an example's condition is replaced by its null value
-    uses_labels: bool = False
+    conditions: tuple[str, ...] = ()
     quantized: bool = True  # 8-bit data: the ELBO's L_0 is the discretized decoder
     p_mean: float = -1.2  # edm: mean of ln sigma~
     p_std: float = 1.2  # edm: standard deviation of ln sigma~

@@ -65,16 +65,40 @@ class SelfAttention(nn.Module):
         return x + out.transpose(1, 2).reshape(B, C, H, W)
 
 
-class Stage(nn.Module):
-    """A ResNet block followed by optional self-attention; in the up path it eats a skip connection."""
+class CrossAttention(nn.Module):
+    """Multi-head attention from the H*W positions (queries) to context tokens (keys, values), residual:
+    softmax(q k^T / sqrt(d)) v with q = W_q GN(x), k, v = W_k c, W_v c (Rombach et al. 2022, Eq. 3)."""
 
-    def __init__(self, res: ResBlock, attn: SelfAttention | None, takes_skip: bool):
+    def __init__(self, channels: int, context_dim: int, heads: int = 1):
         super().__init__()
-        self.res, self.attn, self.takes_skip = res, attn, takes_skip
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.proj = zero(nn.Linear(channels, channels))
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        L, d = context.shape[1], C // self.heads
+        q = self.q(self.norm(x).flatten(2).transpose(1, 2)).view(B, H * W, self.heads, d).transpose(1, 2)  # (B, h, HW, d)
+        k, v = self.kv(context).view(B, L, 2, self.heads, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B, h, L, d)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, H * W, C)  # (B, HW, C)
+        return x + self.proj(a).transpose(1, 2).reshape(B, C, H, W)
+
+
+class Stage(nn.Module):
+    """A ResNet block, then optional self-attention and cross-attention to a context; in the up path it eats a skip
+    connection."""
+
+    def __init__(self, res: ResBlock, attn: SelfAttention | None, takes_skip: bool,
+                 cross: CrossAttention | None = None):
+        super().__init__()
+        self.res, self.attn, self.cross, self.takes_skip = res, attn, cross, takes_skip
+
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None = None) -> Tensor:
         h = self.res(x, emb)
-        return self.attn(h) if self.attn is not None else h
+        h = self.attn(h) if self.attn is not None else h
+        return self.cross(h, context) if self.cross is not None else h
 
 
 class Downsample(nn.Module):
@@ -86,7 +110,7 @@ class Downsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor | None = None, context: Tensor | None = None) -> Tensor:
         return self.conv(x)
 
 
@@ -99,5 +123,5 @@ class Upsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor | None = None, context: Tensor | None = None) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

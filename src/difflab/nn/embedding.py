@@ -41,7 +41,7 @@ class NoiseEmbedding(nn.Module):
     def forward(self, noise_level: Tensor, cond: Condition | None = None) -> Tensor:
         emb = self.mlp(sinusoidal(noise_level, self.base).to(self.mlp[0].weight.dtype))  # (B, dim)
         if self.classes is not None:
-            if cond is None:  # the unconditional model: the null label
+            if cond is None or LABEL not in cond.fields:  # the unconditional model: the null label
                 label = torch.full((noise_level.shape[0],), self.num_classes, device=emb.device, dtype=torch.long)
             else:
                 label = cond[LABEL].long()

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from difflab.errors import UserError
-from difflab.nn.blocks import Downsample, ResBlock, SelfAttention, Stage, Upsample, group_norm, zero
-from difflab.condition import Condition
+from difflab.condition import TOKENS, Condition
+from difflab.nn.blocks import CrossAttention, Downsample, ResBlock, SelfAttention, Stage, Upsample, group_norm, zero
 from difflab.nn.embedding import NoiseEmbedding
+from difflab.nn.text import TextConditioner, TextConfig
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class UNetConfig:
     channel_mult: tuple[int, ...] = (1, 2, 2)  # width multiplier per level
     num_res_blocks: int = 1  # ResNet blocks per level (down path; the up path has one more)
     attention_levels: tuple[int, ...] = (2,)  # levels with self-attention after each ResNet block
+    cross_attention_levels: Optional[tuple[int, ...]] = None  # text models: levels with cross-attention to the
+    # caption (unset: the attention levels); it is cheap where self-attention is not (few keys)
     heads: int = 1  # attention heads
     dropout: float = 0.0  # dropout inside ResNet blocks
     scale_shift: bool = True  # time embedding as scale-shift of the GroupNorm (else added)
@@ -30,6 +34,8 @@ class UNetConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
         object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
+        if self.cross_attention_levels is not None:
+            object.__setattr__(self, "cross_attention_levels", tuple(self.cross_attention_levels))
         if self.in_channels not in (1, 3):
             raise UserError(f"unet.in_channels must be 1 or 3, got {self.in_channels}")
         if self.base_channels < 1 or not self.channel_mult or min(self.channel_mult) < 1:
@@ -37,7 +43,8 @@ class UNetConfig:
                             "positive multipliers, e.g. [1, 2, 2]")
         if self.num_res_blocks < 1:
             raise UserError(f"unet.num_res_blocks must be at least 1, got {self.num_res_blocks}")
-        bad = [lv for lv in self.attention_levels if not 0 <= lv < len(self.channel_mult)]
+        bad = [lv for lv in self.attention_levels + (self.cross_attention_levels or ())
+               if not 0 <= lv < len(self.channel_mult)]
         if bad:
             raise UserError(f"unet.attention_levels {bad} out of range 0..{len(self.channel_mult) - 1} for "
                             f"{len(self.channel_mult)} levels: set unet.attention_levels, e.g. "
@@ -59,15 +66,20 @@ class UNetConfig:
 class UNet(nn.Module):
     """Denoising network: net(c_in x (B, C, H, W), c_noise (B,), cond: Condition or None) -> F (B, k C, H, W).
 
-    k = out_mult is 2 when the network also predicts the reverse variance.
+    k = out_mult is 2 when the network also predicts the reverse variance. With a text encoder (text.encoder) the
+    condition's 'tokens' are encoded jointly, attended to by cross-attention at every attention level and in the
+    middle, and their mean feature is added to the noise embedding.
     """
 
-    def __init__(self, cfg: UNetConfig, out_mult: int = 1):
+    def __init__(self, cfg: UNetConfig, out_mult: int = 1, text: TextConfig = TextConfig()):
         super().__init__()
         self.cfg = cfg
         ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
         block = lambda a, b: ResBlock(a, b, emb_dim, cfg.dropout, cfg.scale_shift)  # noqa: E731
         self.embed = NoiseEmbedding(ch, emb_dim, cfg.num_classes)
+        self.text = TextConditioner(text) if text.enabled else None
+        if self.text is not None:
+            self.text_pool = nn.Linear(text.width, emb_dim)  # mean caption feature -> noise embedding
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
         self.down, skips, c = nn.ModuleList(), [ch], ch
         for lv, mult in enumerate(cfg.channel_mult):
@@ -79,6 +91,8 @@ class UNet(nn.Module):
                 self.down.append(Downsample(c))
                 skips.append(c)
         self.mid = nn.ModuleList([block(c, c), SelfAttention(c, cfg.heads), block(c, c)])
+        if self.text is not None:
+            self.mid_cross = CrossAttention(c, self.text.width, cfg.heads)
         self.up = nn.ModuleList()
         for lv, mult in reversed(list(enumerate(cfg.channel_mult))):
             for j in range(cfg.num_res_blocks + 1):
@@ -90,14 +104,34 @@ class UNet(nn.Module):
         self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.to(memory_format=self.layout)  # docs/benchmarks.md: wide networks gain, the demo's narrow one loses
 
+    @property
+    def cross_levels(self) -> tuple[int, ...]:
+        """Levels with cross-attention to the caption (none without a text encoder)."""
+        if self.text is None:
+            return ()
+        return self.cfg.attention_levels if self.cfg.cross_attention_levels is None else self.cfg.cross_attention_levels
+
     def _stage(self, res: ResBlock, c: int, level: int, takes_skip: bool) -> Stage:
         attn = SelfAttention(c, self.cfg.heads) if level in self.cfg.attention_levels else None
-        return Stage(res, attn, takes_skip)
+        cross = CrossAttention(c, self.text.width, self.cfg.heads) if level in self.cross_levels else None
+        return Stage(res, attn, takes_skip, cross)
 
     @property
     def conditions(self) -> tuple[str, ...]:
-        """The condition fields the network takes (label when num_classes > 0)."""
-        return self.embed.conditions
+        """The condition fields the network takes (label when num_classes > 0, tokens with a text encoder)."""
+        return self.embed.conditions + ((TOKENS,) if self.text is not None else ())
+
+    def null(self, field: str) -> Tensor:
+        """The null value of a condition field: the null label (num_classes) or the empty caption (all padding)."""
+        return self.text.null if field == TOKENS else torch.tensor(self.cfg.num_classes)
+
+    def _context(self, cond: Condition | None, batch: int, emb: Tensor) -> tuple[Tensor | None, Tensor]:
+        """(context (B, L, width) or None, emb plus the mean caption feature)."""
+        if self.text is None:
+            return None, emb
+        ids = cond[TOKENS] if cond is not None and TOKENS in cond.fields else self.text.null.expand(batch, -1)
+        context = self.text(ids.to(emb.device))  # (B, L, width)
+        return context, emb + self.text_pool(context.mean(1))
 
     def check_input(self, x: Tensor) -> None:
         """Raise UserError when images do not fit this network."""
@@ -114,12 +148,14 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, noise_level: Tensor, cond: Condition | None = None) -> Tensor:
         emb = self.embed(noise_level, cond)  # (B, 4 base)
+        context, emb = self._context(cond, x.shape[0], emb)
         h = self.conv_in(x.contiguous(memory_format=self.layout))  # (B, base, H, W)
         hs = [h]
         for layer in self.down:
-            h = layer(h, emb)
+            h = layer(h, emb, context)
             hs.append(h)
-        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        h = self.mid[1](self.mid[0](h, emb))
+        h = self.mid[2](self.mid_cross(h, context) if context is not None else h, emb)
         for layer in self.up:
-            h = layer(torch.cat([h, hs.pop()], dim=1), emb) if layer.takes_skip else layer(h, emb)
+            h = layer(torch.cat([h, hs.pop()], dim=1), emb, context) if layer.takes_skip else layer(h, emb, context)
         return self.out(h)

@@ -17,7 +17,7 @@ from difflab.schedules import Schedule, build_schedule as _build
 
 # with a learned variance the network outputs twice the channels (prediction, variance fraction)
 ARCHS: dict[str, Callable[[RunConfig, int], nn.Module]] = {
-    "unet": lambda cfg, k: UNet(cfg.unet, out_mult=k), "mlp": lambda cfg, k: MLP(cfg.mlp, out_mult=k)}
+    "unet": lambda cfg, k: UNet(cfg.unet, out_mult=k, text=cfg.text), "mlp": lambda cfg, k: MLP(cfg.mlp, out_mult=k)}
 
 NETWORKS: dict[str, Callable[[RunConfig], nn.Module]] = {
     "diffusion": lambda cfg: ARCHS[cfg.arch](cfg, 2 if cfg.train.learn_variance else 1),
@@ -46,7 +46,7 @@ def build_denoiser(cfg: RunConfig, net: nn.Module) -> Precond:
 def _diffusion(cfg: RunConfig, spec: DataSpec, net: nn.Module) -> Objective:
     tc = cfg.train
     return DiffusionObjective(build_schedule(cfg), parameterization(cfg), tc.objective, tc.learn_variance,
-                              tc.hybrid_weight, tc.cond_dropout, uses_labels=bool(net.conditions),
+                              tc.hybrid_weight, tc.cond_dropout, conditions=net.conditions,
                               quantized=spec.quantized, p_mean=tc.edm_p_mean, p_std=tc.edm_p_std,
                               integer_steps=not tc.continuous_levels)
 

@@ -18,10 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 from difflab.config import RunConfig, dump_yaml
 from difflab.data.dataset import ImageData
 from difflab.errors import UserError
-from difflab.condition import Condition
 from difflab.losses.objective import Batch, Objective
 from difflab.noise import NoiseSource
 from difflab.train.build import build_objective, model_classes
+from difflab.train.conditions import DataConditions
 from difflab.train.distributed import World, close_world, init_world, standard_grad_layout
 from difflab.train.ema import ema_beta
 from difflab.train.checkpoint import read_meta
@@ -60,13 +60,11 @@ class StepResult:
     interrupted: bool  # some rank was asked to stop (Ctrl-C, SIGTERM)
 
 
-def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData, objective: Objective) -> None:
-    """Refuse data whose shape does not fit the network, or labels the model cannot take."""
+def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData, objective: Objective) -> DataConditions:
+    """Refuse data whose shape does not fit the network, or conditions (labels, captions) the model cannot take;
+    returns the examples' conditions."""
     net.check_input(data.x[:1])
-    nc, key = model_classes(cfg)
-    if objective.uses_labels and (data.labels is None or data.num_classes > nc):
-        raise UserError(f"the {cfg.model} model takes {nc} classes but the data has "
-                        f"{'no labels' if data.labels is None else f'{data.num_classes} classes'}: set {key}")
+    return DataConditions(objective.conditions, data, net, *model_classes(cfg))
 
 
 def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -134,7 +132,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     tc = cfg.train
     st = _start(cfg, store, world, resume, overwrite, log)
     objective = build_objective(cfg, data.spec, st.net)
-    check_fit(cfg, st.net, data, objective)  # before anything is written
+    conditions = check_fit(cfg, st.net, data, objective)  # before anything is written
     if st.images >= tc.max_images:
         raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images): "
                         "pass a larger --max-images")
@@ -195,7 +193,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     stop = StopRequest(say=world.main).__enter__()
     try:
         while st.images < tc.max_images:
-            r = _step(st, objective, forward, model, data, order, cfg, world, deadline, stop.requested)
+            r = _step(st, objective, forward, model, data, conditions, order, cfg, world, deadline, stop.requested)
             st.step += 1
             st.images += tc.batch_size
             st.seconds = sec0 + time.time() - t_start
@@ -283,7 +281,7 @@ def _record(metrics, events, cfg: RunConfig, st: TrainState, r: StepResult, clos
 
 
 def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Module, data: ImageData,
-          order: DataOrder, cfg: RunConfig, world: World, deadline: float, stop: bool) -> StepResult:
+          conditions: DataConditions, order: DataOrder, cfg: RunConfig, world: World, deadline: float, stop: bool) -> StepResult:
     """One step of the objective on the global batch; this rank trains on its slice, in grad_accum micro-batches.
 
     Example k of the global batch draws everything random (t, eps, latent noise, condition dropout) from its own
@@ -295,14 +293,14 @@ def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Mo
     torch.manual_seed(seed + 1 + world.rank)  # dropout
     mine = world.shard(B)
     micro = (mine.stop - mine.start) // tc.grad_accum
-    classes = model_classes(cfg)[0]  # the model's class count: its null label is this index
     for group in st.opt.param_groups:
         group["lr"] = lr_at(cfg, st.images)
     st.opt.zero_grad(set_to_none=True)
     loss_sum = torch.zeros((), device=dev)
     for m in range(tc.grad_accum):
         sl = slice(mine.start + m * micro, mine.start + (m + 1) * micro)
-        cond = Condition.labels(data.labels[idx[sl]], classes).to(dev) if objective.uses_labels else None
+        cond = conditions(idx[sl])
+        cond = cond.to(dev) if cond is not None else None
         noise = NoiseSource.for_indices(seed, range(sl.start, sl.stop), block=1)  # lines 3-4, example by example
         last = m == tc.grad_accum - 1
         with model.no_sync() if world.distributed and not last else nullcontext():

@@ -109,6 +109,8 @@ def restore(tensors: dict[str, Tensor], meta: dict, cfg: RunConfig, path: Path,
         st.net.load_state_dict(split_prefix(tensors, "model"))
         st.ema.model.load_state_dict(split_prefix(tensors, "ema"))
         st.opt.load_state_dict(optimizer_from_flat(tensors, meta["optimizer"]))
+    except UserError:  # said by the network itself (a pretrained text encoder that changed)
+        raise
     except (RuntimeError, KeyError, ValueError) as e:
         raise UserError(f"checkpoint {path} does not fit the model config ({_misfit(cfg, meta, e)}): "
                         "use the config it was trained with") from None
@@ -125,7 +127,7 @@ def _misfit(cfg: RunConfig, meta: dict, err: Exception) -> str:
     """What differs between the network settings asked for and the checkpoint's, else torch's first clue."""
     saved, now = meta.get("config") or {}, to_dict(cfg)
     diffs = [f"{sec}.{k} is {v!r} here but {saved[sec].get(k)!r} in the checkpoint"
-             for sec in ("unet", "mlp") if sec == now["arch"] and isinstance(saved.get(sec), dict)
+             for sec in ("unet", "mlp", "text") if sec in (now["arch"], "text") and isinstance(saved.get(sec), dict)
              for k, v in now[sec].items() if saved[sec].get(k, v) != v]
     if saved.get("arch", now["arch"]) != now["arch"]:
         diffs.insert(0, f"arch is {now['arch']!r} here but {saved['arch']!r} in the checkpoint")
