@@ -112,10 +112,13 @@ class Pipeline:
             raise UserError(f"sample.steps must be at most T = {self.cfg.schedule.T}, got {sc.steps}")
         return sc
 
-    def plan(self, sc: SampleConfig, log: Log = print) -> SamplingPlan:
+    def plan(self, sc: SampleConfig, log: Log = print, t_start: float = 1.0) -> SamplingPlan:
         """The sampler, its grid (NFE -> intervals by the sampler's cost model) and the estimated cost; a
         'calibrated' grid is fitted to this model first (samplers/calibrate.py). sample.sampler = auto picks the
-        most accurate sampler for the asked NFE (20 if unset) on its default grid (samplers/registry.py)."""
+        most accurate sampler for the asked NFE (20 if unset) on its default grid (samplers/registry.py). With
+        t_start < 1 the grid starts there, for a draw from given images (SDEdit, image-to-image)."""
+        if not (0 < t_start <= 1):
+            raise UserError(f"the start time t0 must lie in (0, 1], got {t_start:g}")
         chosen, sc = sc.sampler == "auto", resolve_sampler(sc)
         spec = get_sampler(sc.sampler)
         options = {"ancestral": {"variance": replace(self.cfg, sample=sc).variance},
@@ -128,12 +131,14 @@ class Pipeline:
                 steps = spec.steps_for_nfe(sc.sampler, sc.nfe, options)
             else:
                 steps = sc.steps or spec.default_steps(sc.sampler, self.schedule, options)
+            if grid_name == "calibrated" and t_start < 1:
+                raise UserError("a calibrated grid starts from noise: choose another --grid to start at t0 < 1")
             if grid_name == "calibrated":
                 x_cal = NoiseSource.for_indices(sc.seed + 1_000_003, range(CALIBRATION_SAMPLES)).randn(self.shape)
                 grid = calibrate_grid(spec, self.denoiser, self.schedule, steps, x_cal.to(self.device),
                                       options=options, log=log)
             else:
-                grid = spec.grid(grid_name, self.schedule, steps)
+                grid = spec.grid(grid_name, self.schedule, steps, t_start)
             nfe = spec.nfe(len(grid) - 1, options)
         per_eval = self.eval_seconds(min(sc.batch_size, sc.num_samples))
         batches = -(-sc.num_samples // sc.batch_size)
@@ -207,21 +212,33 @@ class Pipeline:
         return (lambda den: ClassifierGuidance(den, logits, scale, pass_cond=takes)), cond
 
     def draw(self, plan: SamplingPlan, *, cond: Condition | None = None, guidance: Transform | None = None,
-             log: Log | None = None, progress: bool = False, callback: StepCallback | None = None) -> Tensor:
-        """Run a plan: the sampler over its grid, batch by batch; `callback(i, t, x, pred)` sees every step."""
+             log: Log | None = None, progress: bool = False, callback: StepCallback | None = None,
+             init: Tensor | None = None, for_rows: Callable | None = None, sampler: Callable | None = None) -> Tensor:
+        """Run a plan: the sampler over its grid, batch by batch; `callback(i, t, x, pred)` sees every step. `init`
+        (n images) starts a grid below t = 1 from them noised to its first time; `for_rows(denoiser, idx)` gives a
+        batch's own denoiser and step hook (per-image measurements); `sampler` replaces the plan's sampler function
+        (RePaint's resampling around it)."""
         sc = plan.config
         cond = self.condition(sc) if cond is None else cond
         if cond is not None and len(cond) != sc.num_samples:
             raise UserError(f"cond holds {len(cond)} rows for {sc.num_samples} samples")
-        denoiser = guidance(self.denoiser) if guidance is not None else self.denoiser
-        denoiser = self.clipped(denoiser, sc.clip)
+        guided = guidance(self.denoiser) if guidance is not None else self.denoiser
+        denoiser = self.clipped(guided, sc.clip)
         batches = -(-sc.num_samples // sc.batch_size)
         bar = Progress((len(plan.grid) - 1) * batches, "sample", "step", every=max(1, (len(plan.grid) - 1) // 4),
                        log=log, enabled=progress and log is not None)
+        if init is not None and (float(plan.grid[0]) >= 1 or tuple(init.shape) != (sc.num_samples, *self.shape)):
+            raise UserError(f"starting from images needs a grid that starts below t = 1 and {sc.num_samples} images of "
+                            f"shape {self.shape}, got {tuple(init.shape)}")
+        def rows(idx: Tensor):  # the batch's transform acts on the unclipped denoiser; clipping comes last
+            den, hook = for_rows(guided, idx)
+            return self.clipped(den, sc.clip), hook
         with torch.no_grad():
             x = generate(denoiser, self.shape, sc.num_samples, self.schedule, plan.grid, seed=sc.seed,
                          batch_size=sc.batch_size, cond=cond, device=self.device, on_step=bar.update,
-                         callback=callback, sampler=plan.spec.fn, **plan.options)
+                         callback=callback, sampler=sampler or plan.spec.fn, init=init,
+                         for_rows=rows if for_rows is not None else None,
+                         **plan.options)
         bar.close()
         return x
 

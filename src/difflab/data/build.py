@@ -37,9 +37,31 @@ def _mnist_pairs(cfg: DataConfig) -> ImageData:
     return ImageData(x=to_unit_range(c.images)[:, None], labels=torch.from_numpy(10 * c.left + c.right),
                      num_classes=100, captions=c.captions, **PIXELS)
 
+MEDICAL_SIZE = 64  # brain slices and phantoms unless data.image_size says otherwise
+
+
+def _brain(cfg: DataConfig) -> ImageData:
+    """MNI152 axial slices: training levels (augmented x8) or held-out levels (data.split=test)."""
+    from difflab.data.medical import brain_slices
+
+    x = brain_slices(cfg.image_size or MEDICAL_SIZE, cfg.split, seed=cfg.seed)
+    return ImageData(x=to_unit_range(to_uint8(x)), **PIXELS)  # on the 8-bit grid, as saved images would be
+
+
+def _phantoms(cfg: DataConfig) -> ImageData:
+    """Random ellipse phantoms: 4,000 for training, 200 others for data.split=test."""
+    from difflab.data.medical import ellipse_phantoms
+
+    n, seed = (cfg.limit or 4000, cfg.seed) if cfg.split == "train" else (cfg.limit or 200, cfg.seed + 10_000)
+    x = ellipse_phantoms(n, cfg.image_size or MEDICAL_SIZE, seed)
+    return ImageData(x=to_unit_range(to_uint8(x)), **PIXELS)
+
+
 _LOADERS: dict[str, Callable[[DataConfig], ImageData]] = {
     "mnist": _mnist,
     "mnist_pairs": _mnist_pairs,
+    "brain": _brain,
+    "phantoms": _phantoms,
     "folder": lambda cfg: load_folder(cfg.path, cfg.image_size, cfg.channels, cfg.limit),
     "npz": lambda cfg: load_npz(cfg.path),
     "moons": lambda cfg: two_moons(cfg.num_points, cfg.seed),

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from difflab.errors import UserError
 
-IMAGE_SETS = ("mnist", "mnist_pairs", "folder", "npz")  # x is (N, C, H, W)
+IMAGE_SETS = ("mnist", "mnist_pairs", "brain", "phantoms", "folder", "npz")  # x is (N, C, H, W)
 TOY_SETS = ("moons", "swiss_roll", "gmm")  # x is (N, D): points, not images
 DATASET_NAMES = IMAGE_SETS + TOY_SETS
 
@@ -107,7 +107,7 @@ def _is_int(value: object) -> bool:
 class DataConfig:
     """Which dataset to build and how to preprocess it (the `data:` section of a config)."""
 
-    name: str = "mnist"  # one of mnist, mnist_pairs (two digits side by side, captioned), folder, npz, moons, swiss_roll, gmm
+    name: str = "mnist"  # mnist, mnist_pairs (two digits side by side, captioned), brain (MNI152 axial slices), phantoms (CT ellipses), folder, npz, moons, swiss_roll, gmm
     path: str = ""  # folder of images (folder) or .npz file (npz); unused otherwise
     split: str = "train"  # MNIST split: train or test
     limit: int = 0  # 0 = all examples; else keep the first N
@@ -131,8 +131,8 @@ class DataConfig:
         if self.path and self.name not in ("folder", "npz"):
             raise UserError(f"data.path is only read for data.name folder or npz, not {self.name!r}: drop --data-path "
                             "or pick --data folder / npz")
-        if self.name in ("mnist", "mnist_pairs") and self.split not in ("train", "test"):
-            raise UserError(f"data.split must be 'train' or 'test' for MNIST, got {self.split!r}")
+        if self.name in ("mnist", "mnist_pairs", "brain", "phantoms") and self.split not in ("train", "test"):
+            raise UserError(f"data.split must be 'train' or 'test' for {self.name}, got {self.split!r}")
         if self.limit < 0:
             raise UserError(f"data.limit must be >= 0 (0 = all examples), got {self.limit}")
         if self.image_size < 0:

@@ -44,10 +44,12 @@ def generate(
     callback: Optional[StepCallback] = None,
     hook: Optional[StepHook] = None,
     sampler: Callable[..., Tensor] = sample_ancestral,
+    for_rows: Optional[Callable[[Tensor], tuple[Denoiser, Optional[StepHook]]]] = None,
     **sampler_kwargs,
 ) -> Tensor:
     """(n, *shape) samples by any sampler (default Algorithm 2); x at the grid's first time and every z come from
-    per-sample streams. `cond` and `init` (images to start from when the grid starts below t = 1) hold n rows."""
+    per-sample streams. `cond` and `init` (images to start from when the grid starts below t = 1) hold n rows;
+    `for_rows(idx)` gives the denoiser and hook of a batch's rows idx (per-row measurements of inverse problems)."""
     grid = check_grid(grid)
     out = []
     for start in range(0, n, batch_size):
@@ -55,6 +57,7 @@ def generate(
         noise = NoiseSource.for_indices(seed, idx)
         x = start_point(schedule, grid[0], noise, shape, init[idx] if init is not None else None).to(device)
         c = cond.index(torch.tensor(idx)).to(device) if cond is not None else None
+        den, hk = for_rows(torch.tensor(idx)) if for_rows is not None else (denoiser, hook)
 
         def cb(i, t, x, pred):
             if callback is not None:
@@ -62,6 +65,6 @@ def generate(
             if on_step is not None:
                 on_step()
 
-        out.append(sampler(denoiser, x, schedule, grid, noise=noise, cond=c, hook=hook, callback=cb,
+        out.append(sampler(den, x, schedule, grid, noise=noise, cond=c, hook=hk, callback=cb,
                            **sampler_kwargs).cpu())
     return torch.cat(out)

@@ -1,0 +1,1 @@
+"""Inverse problems: measurement operators, posterior samplers through the model contract, classical baselines."""
