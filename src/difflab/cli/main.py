@@ -121,6 +121,10 @@ def make_parser() -> Parser:
                         "elsewhere the conditional model alone")
     _common(s, config=False)
 
+    from difflab.cli.restore import add_parsers as restore_parsers
+
+    restore_parsers(sub)
+
     x = sub.add_parser("export-text-encoder", help="write a text-to-image run's text encoder as a pretrained encoder",
                        description="Write the text encoder a run trained jointly (and its projection) as a pretrained "
                                    "encoder folder: encoder.pt (TorchScript, token ids (B, L) -> features (B, L, d)) and "
@@ -435,6 +439,18 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
         raise UserError(f"--class takes class indices like 7 or 0,1,2, got {text!r}") from None
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from difflab.cli.restore import cmd_restore as run
+
+    return run(args)
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from difflab.cli.restore import cmd_edit as run
+
+    return run(args)
+
+
 def cmd_export_text(args: argparse.Namespace) -> int:
     from difflab.nn.text import export_encoder
     from difflab.pipeline import load
@@ -520,7 +536,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "train-classifier": cmd_train, "sample": cmd_sample,
-            "eval": cmd_eval, "vae": cmd_vae, "export-text-encoder": cmd_export_text,
+            "eval": cmd_eval, "vae": cmd_vae, "export-text-encoder": cmd_export_text, "restore": cmd_restore,
+            "edit": cmd_edit,
             "bench": cmd_bench, "config": cmd_config}
 
 if __name__ == "__main__":

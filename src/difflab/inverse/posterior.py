@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 import torch
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from difflab.condition import Condition
 from difflab.errors import UserError
@@ -113,7 +114,8 @@ class MomentProjection:
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Optional[Condition] = None) -> Prediction:
         y = self.y.to(x_t.device)
-        with torch.enable_grad():
+        # the math attention kernel: the fused ones have no second derivative, which the Jacobian-vector products need
+        with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
             x = x_t.detach().requires_grad_(True)
             pred = self.denoiser(x, t, cond)
             x0 = pred.x0

@@ -15,14 +15,14 @@ import torch
 from torch import Tensor
 
 from difflab.errors import UserError
+from difflab.inverse.names import METHODS, TASKS
 from difflab.inverse.baselines import bicubic, tv_least_squares, wiener
 from difflab.inverse.mri import MRI
 from difflab.inverse.operators import Blur, Downsample, Inpaint, Operator
 from difflab.inverse.posterior import DPS, MomentProjection, Projection, resampled
 from difflab.noise import NoiseSource
 
-TASKS = ("inpaint", "superres", "deblur", "mri", "ct")
-METHODS = ("project", "repaint", "dps", "moment")
+__all__ = ["METHODS", "TASKS", "TaskConfig", "build_operator", "baselines", "posterior_sample"]
 
 
 @dataclass(frozen=True)
