@@ -1,8 +1,13 @@
 """U-Net building blocks: ResNet block with time embedding, self-attention, resampling."""
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+POSITION_BANDS = 4  # frequencies of the pixel coordinates cross-attention queries see
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -65,22 +70,35 @@ class SelfAttention(nn.Module):
         return x + out.transpose(1, 2).reshape(B, C, H, W)
 
 
+def position_features(H: int, W: int, device: torch.device, bands: int = 4) -> Tensor:
+    """(H W, 4 bands) sin / cos of the row and column at frequencies pi 2^k over [-1, 1]: where a pixel is, the same
+    features at every image size (convolutions alone see position only through the zero padding)."""
+    r = torch.linspace(-1, 1, H, device=device)[:, None].expand(H, W)
+    c = torch.linspace(-1, 1, W, device=device)[None, :].expand(H, W)
+    f = math.pi * 2.0 ** torch.arange(bands, device=device)  # (bands,)
+    args = torch.stack([r, c], -1).reshape(H * W, 2, 1) * f  # (HW, 2, bands)
+    return torch.cat([torch.sin(args), torch.cos(args)], -1).reshape(H * W, 4 * bands)
+
+
 class CrossAttention(nn.Module):
     """Multi-head attention from the H*W positions (queries) to context tokens (keys, values), residual:
-    softmax(q k^T / sqrt(d)) v with q = W_q GN(x), k, v = W_k c, W_v c (Rombach et al. 2022, Eq. 3)."""
+    softmax(q k^T / sqrt(d)) v with q = W_q GN(x) + W_p pos, k, v = W_k c, W_v c (Rombach et al. 2022, Eq. 3), where
+    pos are the pixel's coordinates (position_features), so a caption can say where ('on the left')."""
 
     def __init__(self, channels: int, context_dim: int, heads: int = 1):
         super().__init__()
         self.heads = heads
         self.norm = group_norm(channels)
         self.q = nn.Linear(channels, channels)
+        self.q_pos = nn.Linear(4 * POSITION_BANDS, channels, bias=False)
         self.kv = nn.Linear(context_dim, 2 * channels)
         self.proj = zero(nn.Linear(channels, channels))
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         B, C, H, W = x.shape
         L, d = context.shape[1], C // self.heads
-        q = self.q(self.norm(x).flatten(2).transpose(1, 2)).view(B, H * W, self.heads, d).transpose(1, 2)  # (B, h, HW, d)
+        pos = self.q_pos(position_features(H, W, x.device, POSITION_BANDS).to(self.q_pos.weight.dtype))  # (HW, C)
+        q = (self.q(self.norm(x).flatten(2).transpose(1, 2)) + pos).view(B, H * W, self.heads, d).transpose(1, 2)
         k, v = self.kv(context).view(B, L, 2, self.heads, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B, h, L, d)
         a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, H * W, C)  # (B, HW, C)
         return x + self.proj(a).transpose(1, 2).reshape(B, C, H, W)

@@ -68,7 +68,7 @@ class UNet(nn.Module):
 
     k = out_mult is 2 when the network also predicts the reverse variance. With a text encoder (text.encoder) the
     condition's 'tokens' are encoded jointly, attended to by cross-attention at every attention level and in the
-    middle, and their mean feature is added to the noise embedding.
+    middle.
     """
 
     def __init__(self, cfg: UNetConfig, out_mult: int = 1, text: TextConfig = TextConfig()):
@@ -78,8 +78,6 @@ class UNet(nn.Module):
         block = lambda a, b: ResBlock(a, b, emb_dim, cfg.dropout, cfg.scale_shift)  # noqa: E731
         self.embed = NoiseEmbedding(ch, emb_dim, cfg.num_classes)
         self.text = TextConditioner(text) if text.enabled else None
-        if self.text is not None:
-            self.text_pool = nn.Linear(text.width, emb_dim)  # mean caption feature -> noise embedding
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
         self.down, skips, c = nn.ModuleList(), [ch], ch
         for lv, mult in enumerate(cfg.channel_mult):
@@ -125,13 +123,14 @@ class UNet(nn.Module):
         """The null value of a condition field: the null label (num_classes) or the empty caption (all padding)."""
         return self.text.null if field == TOKENS else torch.tensor(self.cfg.num_classes)
 
-    def _context(self, cond: Condition | None, batch: int, emb: Tensor) -> tuple[Tensor | None, Tensor]:
-        """(context (B, L, width) or None, emb plus the mean caption feature)."""
+    def _context(self, cond: Condition | None, batch: int, device: torch.device) -> Tensor | None:
+        """The caption's token features (B, L, width), or None without a text encoder. (No pooled caption feature is
+        added to the noise embedding: it would say which digits without where, and the network learns the
+        order-blind shortcut first.)"""
         if self.text is None:
-            return None, emb
+            return None
         ids = cond[TOKENS] if cond is not None and TOKENS in cond.fields else self.text.null.expand(batch, -1)
-        context = self.text(ids.to(emb.device))  # (B, L, width)
-        return context, emb + self.text_pool(context.mean(1))
+        return self.text(ids.to(device))  # (B, L, width)
 
     def check_input(self, x: Tensor) -> None:
         """Raise UserError when images do not fit this network."""
@@ -148,7 +147,7 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, noise_level: Tensor, cond: Condition | None = None) -> Tensor:
         emb = self.embed(noise_level, cond)  # (B, 4 base)
-        context, emb = self._context(cond, x.shape[0], emb)
+        context = self._context(cond, x.shape[0], x.device)
         h = self.conv_in(x.contiguous(memory_format=self.layout))  # (B, base, H, W)
         hs = [h]
         for layer in self.down:
