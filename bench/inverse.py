@@ -9,6 +9,8 @@ tuned on validation images apart from the test images.
   deblur    MNIST                                    Gaussian blur sigma 1.5
   mri       MNI152 brain slices (64 x 64)            held-out axial levels, 4x Cartesian undersampling
   ct        random ellipse phantoms (64 x 64)        held-out phantoms and Shepp-Logan, 30 views
+  mri-ood   the brain prior                          pydicom's MR_small, matplotlib's sample MRI (other anatomy)
+  ct-ood    the phantom prior                        pydicom's CT_small (a real CT slice)
 
   .venv/bin/python bench/inverse.py --minutes 10          # trains the three priors (10 min each), then measures
   .venv/bin/python bench/inverse.py --tasks mri,ct --num 16
@@ -34,7 +36,7 @@ import difflab  # noqa: E402
 from difflab.config import build_config, dump_yaml  # noqa: E402
 from difflab.data.build import build_dataset  # noqa: E402
 from difflab.data.dataset import DataConfig  # noqa: E402
-from difflab.data.medical import shepp_logan  # noqa: E402
+from difflab.data.medical import ood_medical, shepp_logan  # noqa: E402
 from difflab.demo import DEMO  # noqa: E402
 from difflab.eval.grid import save_grid  # noqa: E402
 from difflab.inverse.metrics import quality  # noqa: E402
@@ -46,9 +48,11 @@ OUT = ROOT / "bench" / "out" / "inverse"
 PRIORS = {"mnist": ["data.name=mnist"],
           "brain": ["data.name=brain", "unet.channel_mult=[1,2,2,2]", "unet.attention_levels=[3]"],
           "phantoms": ["data.name=phantoms", "unet.channel_mult=[1,2,2,2]", "unet.attention_levels=[3]"]}
-TASK_PRIOR = {"inpaint": "mnist", "superres": "mnist", "deblur": "mnist", "mri": "brain", "ct": "phantoms"}
+TASK_PRIOR = {"inpaint": "mnist", "superres": "mnist", "deblur": "mnist", "mri": "brain", "ct": "phantoms",
+              "mri-ood": "brain", "ct-ood": "phantoms"}
 METHODS = {"inpaint": ("project", "repaint", "dps", "moment"), "superres": ("project", "dps", "moment"),
            "deblur": ("dps", "moment"), "mri": ("project", "dps", "moment"), "ct": ("dps", "moment")}
+METHODS.update({"mri-ood": METHODS["mri"], "ct-ood": METHODS["ct"]})
 LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 NSRS = (1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -71,6 +75,11 @@ def train(name: str, minutes: float) -> Path:
 def images(task: str, split: str, n: int, seed: int) -> torch.Tensor:
     """Held-out images of the task's prior data (validation: other images of the same split)."""
     prior = TASK_PRIOR[task]
+    if task.endswith("-ood"):  # no validation set of its own: tuned on the in-distribution one
+        if seed:
+            return images(task[:-4], split, n, seed)
+        ood = ood_medical(64)
+        return torch.cat([ood[k] for k in (("MR_small", "matplotlib_mri") if task == "mri-ood" else ("CT_small",))])
     if prior == "mnist":
         x = build_dataset(DataConfig(name="mnist", split="test")).x
         return x[seed * 1000: seed * 1000 + n]
@@ -95,7 +104,7 @@ def tune(task: str, tc: TaskConfig, shape) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", default="inpaint,superres,deblur,mri,ct")
+    ap.add_argument("--tasks", default="inpaint,superres,deblur,mri,ct,mri-ood,ct-ood")
     ap.add_argument("--minutes", type=float, default=10.0, help="training minutes per prior (if not trained yet)")
     ap.add_argument("--num", type=int, default=16, help="test images per task")
     ap.add_argument("--nfe", type=int, default=50)
@@ -106,7 +115,7 @@ def main() -> None:
     rows = []
     for task in tasks:
         pipe = difflab.load(runs[TASK_PRIOR[task]])
-        tc = TaskConfig(task)
+        tc = TaskConfig(task.removesuffix("-ood"))
         lam, nsr = tune(task, tc, tuple(pipe.shape))
         x = images(task, "test", args.num, seed=0)
         op = build_operator(tc, tuple(pipe.shape))

@@ -45,6 +45,33 @@ def test_every_task_restores_with_its_baselines(run, task, method):
         assert p.returncode == 0 and "consistency" in (run / "again" / "report.md").read_text(), p.stderr
 
 
+def test_a_run_trained_for_super_resolution_restores_from_its_condition(run):
+    import torch
+
+    from difflab import load
+    from difflab.condition import LOWRES, Condition
+
+    p = difflab("train", *TINY, "--set", "unet.lowres_factor=4", "--set", "train.cond_dropout=0.1", "--out", "sr",
+                cwd=run)
+    assert p.returncode == 0, p.stderr
+    pipe = load(run / "sr")
+    assert pipe.net.conditions == ("lowres",) and pipe.net.conv_in.in_channels == 2
+    x = torch.zeros(2, 1, 32, 32)
+    lr = torch.zeros(2, 1, 32, 32)
+    lr[1] = 1.0
+    with torch.no_grad():  # the low-resolution image reaches the network (its first layer is not zero-initialised)
+        a = pipe.net(x, torch.full((2,), 0.5), Condition({LOWRES: lr}, {LOWRES: torch.zeros(1, 32, 32)}))
+    assert (a[0] - a[1]).abs().max() > 1e-4
+    p = difflab("restore", "--task", "superres", "--run", "sr", "--data", "phantoms", "--num", "2", "--resize",
+                "--method", "conditional", "--nfe", "4", "--out", "r_sr", "--quiet", cwd=run)
+    assert p.returncode == 0, p.stderr
+    assert "diffusion (conditional)" in json.loads((run / "r_sr" / "report.json").read_text())
+    assert_one_line_error(difflab("restore", "--task", "superres", "--run", "ph", "--data", "phantoms", "--resize",
+                                  "--method", "conditional", cwd=run), "trained for 4x super-resolution")
+    assert_one_line_error(difflab("restore", "--task", "superres", "--factor", "2", "--run", "sr", "--data", "phantoms",
+                                  "--resize", "--method", "conditional", cwd=run), "unet.lowres_factor=4")
+
+
 def test_edit_starts_from_the_noised_input(run):
     p = difflab("edit", "--input", "grey.png", "--run", "ph", "--t0", "0.3", "--num", "2", "--nfe", "4", "--out", "ed",
                 "--quiet", cwd=run)

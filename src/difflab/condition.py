@@ -13,6 +13,7 @@ from difflab.errors import UserError
 
 LABEL = "label"  # class index in [0, num_classes); its null value is num_classes
 TOKENS = "tokens"  # caption token ids (L,); the null caption is all padding
+LOWRES = "lowres"  # super-resolution: the low-resolution image upsampled to full size (C, H, W); null = zeros
 
 
 @dataclass(frozen=True)

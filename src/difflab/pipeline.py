@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from difflab.budget import eval_seconds
-from difflab.condition import LABEL, TOKENS, Condition
+from difflab.condition import LABEL, LOWRES, TOKENS, Condition
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.dataset import DataSpec, to_uint8
 from difflab.errors import UserError
@@ -264,6 +264,9 @@ class Pipeline:
         if TOKENS in takes:
             text = Condition.tokens(self.net.text.tokenizer(self.prompts(sc)), self.net.text.null)
             cond = text if cond is None else cond.join(text)
+        if LOWRES in takes:  # no low-resolution input here: the null one (difflab restore gives real ones)
+            lr = Condition({LOWRES: torch.zeros(sc.num_samples, *self.shape)}, {LOWRES: torch.zeros(self.shape)})
+            cond = lr if cond is None else cond.join(lr)
         return cond
 
     def prompts(self, sc: SampleConfig) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ diffusion posterior methods on any trained run and any sampler:
   repaint   project with RePaint's resampling (each interval `jumps` times; one-step samplers keep their order)
   dps       diffusion posterior sampling through x0_hat (zeta = 1: the Gaussian likelihood approximation)
   moment    Tweedie moment projection (exact for Gaussian data; conjugate gradients on Jacobian-vector products)
+  conditional  a run trained for super-resolution (unet.lowres_factor): the low-resolution image as its condition
 """
 from __future__ import annotations
 
@@ -104,6 +105,15 @@ def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optiona
     sc = pipe.sample_config(len(y), sampler=sampler, nfe=nfe, seed=seed, batch_size=min(len(y), 64))
     plan = pipe.plan(sc, log or (lambda s: None))
     schedule = pipe.schedule
+    if method == "conditional":
+        factor = pipe.cfg.unet.lowres_factor if pipe.cfg.arch == "unet" else 0
+        if not (isinstance(op, Downsample) and factor == op.factor):
+            raise UserError(f"--method conditional needs a run trained for {op.factor}x super-resolution "
+                            f"(unet.lowres_factor={getattr(op, 'factor', 'k')}) and --task superres; this run has "
+                            f"unet.lowres_factor={factor}")
+        from difflab.train.conditions import lowres_condition
+
+        return pipe.draw(plan, cond=lowres_condition(op, y), log=log, progress=progress)
 
     def rows(den, idx: Tensor):
         yi = y[idx].to(pipe.device)
