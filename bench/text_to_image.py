@@ -71,8 +71,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=OUT / "run")
     ap.add_argument("--minutes", type=float, default=40.0)
-    ap.add_argument("--samples", type=int, default=500, help="samples per (phrasing set, scale)")
-    ap.add_argument("--scales", default="0,1,2,4")
+    ap.add_argument("--samples", type=int, default=400, help="samples per (phrasing set, scale)")
+    ap.add_argument("--scales", default="0,1,3")
     ap.add_argument("--nfe", type=int, default=20)
     args = ap.parse_args()
     train(args.run, args.minutes)
@@ -83,7 +83,7 @@ def main() -> None:
     rows, grid = [], []
     for name, templates, seed in (("held-out", HELD_OUT_TEMPLATES, 1), ("training", TRAIN_TEMPLATES, 2)):
         texts, left, right = prompts(templates, args.samples, seed)
-        for scale in scales:
+        for scale in scales if name == "held-out" else [s for s in scales if s > 0]:  # w = 0 ignores the prompt
             t0 = time.perf_counter()
             x = pipe.sample(args.samples, nfe=args.nfe, seed=0, prompts=texts, guidance=scale, batch_size=250)
             secs = time.perf_counter() - t0
