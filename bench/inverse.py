@@ -90,6 +90,18 @@ def images(task: str, split: str, n: int, seed: int) -> torch.Tensor:
     return torch.cat([shepp_logan(64), x[:n - 1]]) if seed == 0 else x
 
 
+ZETAS = (1.0, 3.0, 10.0, 30.0)
+
+
+def tune_zeta(task: str, tc: TaskConfig, pipe, nfe: int, sampler: str) -> float:
+    """DPS's step size with the best mean PSNR on the validation images (as the baselines' regularization is)."""
+    x = images(task, "val", 8, seed=1)
+    op = build_operator(tc, tuple(pipe.shape))
+    y = op.measure(x, torch.Generator().manual_seed(1))
+    return max(ZETAS, key=lambda z: quality(posterior_sample(pipe, op, y, "dps", nfe=nfe, sampler=sampler, zeta=z),
+                                            x)[0].mean())
+
+
 def tune(task: str, tc: TaskConfig, shape) -> tuple[float, float]:
     """The TV lambda and Wiener NSR with the best mean PSNR on validation images."""
     x = images(task, "val", 8, seed=1)
@@ -119,14 +131,16 @@ def main() -> None:
         pipe = difflab.load(runs[TASK_PRIOR[task]])
         tc = TaskConfig(task.removesuffix("-ood"))
         lam, nsr = tune(task, tc, tuple(pipe.shape))
+        zeta = tune_zeta(task, tc, pipe, args.nfe, args.sampler)
         x = images(task, "test", args.num, seed=0)
         op = build_operator(tc, tuple(pipe.shape))
         y = op.measure(x, torch.Generator().manual_seed(0))
         results = {k: (v, 0.0) for k, v in baselines(op, y, lam, nsr).items()}
         for method in METHODS[task]:
             t0 = time.perf_counter()
-            r = posterior_sample(pipe, op, y, method, nfe=args.nfe, sampler=args.sampler, seed=0)
-            results[f"diffusion: {method}"] = (r, time.perf_counter() - t0)
+            r = posterior_sample(pipe, op, y, method, nfe=args.nfe, sampler=args.sampler, seed=0, zeta=zeta)
+            results[f"diffusion: {method}" + (f" (zeta {zeta:g})" if method == "dps" else "")] = \
+                (r, time.perf_counter() - t0)
         if task == "superres":
             t0 = time.perf_counter()
             r = posterior_sample(difflab.load(runs["mnist_sr4"]), op, y, "conditional", nfe=args.nfe,

@@ -133,14 +133,19 @@ class MomentProjection:
             r = y - self.op.forward(x0.detach())
             u, res = torch.zeros_like(r), r.clone()
             p, rr = res.clone(), _dot(res, res)
+            live = torch.ones(len(r), dtype=torch.bool, device=r.device)  # rows still iterating
+            shape = (-1,) + (1,) * (r.ndim - 1)
             for _ in range(self.iters):  # conjugate gradients, row by row
                 gp = gamma(p)
-                step = rr / _dot(p, gp).clamp_min(self.floor)
-                shape = (-1,) + (1,) * (r.ndim - 1)
+                curv = _dot(p, gp)
+                # a network's Jacobian is only nearly symmetric positive: a row stops at the first non-positive
+                # curvature (or a converged residual), keeping the iterate it has
+                live = live & torch.isfinite(curv) & (curv > self.floor * rr.clamp_min(1e-30))
+                step = torch.where(live, rr / curv.clamp_min(1e-30), torch.zeros_like(rr))
                 u = u + step.reshape(shape) * p
-                res = res - step.reshape(shape) * gp
+                res = res - step.reshape(shape) * torch.nan_to_num(gp)
                 rr_new = _dot(res, res)
-                p = res + (rr_new / rr.clamp_min(1e-30)).reshape(shape) * p
+                p = res + torch.where(live, rr_new / rr.clamp_min(1e-30), torch.zeros_like(rr)).reshape(shape) * p
                 rr = rr_new
             (g,) = torch.autograd.grad(x0, x, self.op.adjoint(u.detach()))  # J^T A^T u
         score = pred.score.detach() + g
