@@ -64,6 +64,16 @@ class Operator:
         """Noise on the entries that are measured (operators with zero-padded measurements override this)."""
         return n
 
+    def norm(self, iters: int = 30) -> float:
+        """||A||_2 by power iteration on A^T A (computed once per operator)."""
+        if getattr(self, "_norm", None) is None:
+            x = torch.randn(1, *self.shape, generator=torch.Generator().manual_seed(0))
+            for _ in range(iters):
+                x = self.adjoint(self.forward(x))
+                x = x / x.norm()
+            self._norm = math.sqrt(float(self.adjoint(self.forward(x)).flatten().dot(x.flatten())))
+        return self._norm
+
     def consistency(self, x: Tensor, y: Tensor) -> Tensor:
         """||A x - y|| / ||y|| per example (B,)."""
         r = (self(x) - y).flatten(1).abs().norm(dim=1)

@@ -9,8 +9,9 @@ and at s = 0 with y itself; it needs A^+ (inpainting, super-resolution, MRI). Re
 projected one: `resampled(sampler, r)` wraps any sampler that can start from (x, t).
 
 Diffusion posterior sampling (Chung et al. 2023): the likelihood through the denoised x0,
-    grad log p(y | x_t) ~ -zeta grad_{x_t} ||y - A x0_hat(x_t)||^2 / (2 rho_t^2),   rho_t^2 = sigma_y^2 + r_t^2,
-r_t^2 = sigma~^2 / (1 + sigma~^2) the variance of x0 given x_t for unit-variance data (Song et al. 2023, PiGDM).
+    grad log p(y | x_t) ~ -zeta grad_{x_t} ||y - A x0_hat(x_t)||^2 / (2 rho_t^2),   rho_t^2 = sigma_y^2 + r_t^2 ||A||^2,
+r_t^2 = sigma~^2 / (1 + sigma~^2) the variance of x0 given x_t for unit-variance data (Song et al. 2023, PiGDM),
+with A A^T taken as ||A||^2 I (exact for inpainting and MRI, whose rows are orthonormal).
 **Step size convention: zeta = 1 is this Gaussian approximation of p(y | x_t)**; zeta > 1 pulls harder towards the
 measurements. The gradient passes through the network (autograd inside the transform only).
 """
@@ -50,7 +51,8 @@ class Projection:
 
 
 class DPS:
-    """Denoiser transform: score + zeta grad_{x_t} log N(y; A x0_hat(x_t), rho_t^2 I), rho_t^2 = sigma_y^2 + r_t^2."""
+    """Denoiser transform: score + zeta grad_{x_t} log N(y; A x0_hat(x_t), rho_t^2 I), rho_t^2 = sigma_y^2 +
+    r_t^2 ||A||^2."""
 
     def __init__(self, denoiser: Denoiser, op: Operator, y: Tensor, schedule: Schedule, zeta: float = 1.0):
         if not (math.isfinite(zeta) and zeta >= 0):
@@ -63,7 +65,8 @@ class DPS:
             x = x_t.detach().requires_grad_(True)
             pred = self.denoiser(x, t, cond)
             st = sigma_tilde(self.schedule, torch.as_tensor(t, dtype=torch.float64).reshape(-1)[:1])
-            rho2 = self.op.noise_std**2 + float(st**2 / (1 + st**2))  # Var[y | x_t] under the Gaussian approximation
+            # Var[y | x_t] under the Gaussian approximation, A A^T taken as ||A||^2 I
+            rho2 = self.op.noise_std**2 + float(st**2 / (1 + st**2)) * self.op.norm() ** 2
             resid = (y - self.op.forward(pred.x0)).abs().square().flatten(1).sum(1)  # ||y - A x0_hat||^2 per row
             (g,) = torch.autograd.grad(resid.sum(), x)
         score = pred.score.detach() - self.zeta * g / (2 * rho2)
