@@ -112,16 +112,11 @@ def _load_one(path: Path, channels: int) -> Tensor:
             x = torch.from_numpy(to_unit(pydicom.dcmread(str(path)).pixel_array))[None]
         except Exception as e:  # pydicom raises many kinds on a bad file
             raise UserError(f"{path} is not a readable DICOM image ({type(e).__name__})") from None
-    else:
-        from PIL import Image, UnidentifiedImageError
+    else:  # PNG, JPEG, ...: the image-folder reader (16-bit greyscale scaled, one line on a bad file)
+        from difflab.data.folder import read_image
 
-        try:
-            img = Image.open(path).convert("L" if channels == 1 else "RGB")
-        except (UnidentifiedImageError, OSError):
-            raise UserError(f"{path} is not a readable image (PNG, JPEG, .npy or DICOM)") from None
-        a = np.asarray(img, dtype=np.uint8)
-        x = torch.from_numpy(a.astype(np.float32) / 127.5 - 1)
-        x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
+        a = read_image(path, "L" if channels == 1 else "RGB", 0)  # (H, W, C) uint8
+        x = torch.from_numpy(a.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
     if x.shape[0] != channels:
         if x.shape[0] == 1 and channels == 3:
             x = x.expand(3, -1, -1)

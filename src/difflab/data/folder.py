@@ -34,7 +34,7 @@ def _class_labels(root: Path, paths: list[Path]) -> tuple[torch.Tensor | None, i
     return torch.tensor([index[parts[0]] for parts in rel], dtype=torch.int64), len(names)
 
 
-def _read(path: Path, mode: str | None, image_size: int) -> np.ndarray:
+def read_image(path: Path, mode: str | None, image_size: int) -> np.ndarray:
     """One image as uint8 (H, W, C), converted to mode (L/RGB; None = L if grayscale else RGB) and resized."""
     try:
         with Image.open(path) as im:
@@ -66,7 +66,7 @@ def load_folder(path: str, image_size: int = 0, channels: int = 0, limit: int = 
     if limit:
         paths, labels = paths[:limit], None if labels is None else labels[:limit]
     mode = {0: None, 1: "L", 3: "RGB"}[channels]
-    arrays = [_read(p, mode, image_size) for p in paths]  # each (H, W, C)
+    arrays = [read_image(p, mode, image_size) for p in paths]  # each (H, W, C)
     first = arrays[0].shape[:2]
     for p, a in zip(paths, arrays):
         if a.shape[:2] != first:
