@@ -8,12 +8,16 @@ tuned on validation images apart from the test images.
   superres  MNIST (and a run trained for 4x SR)      4x average-pooled MNIST test digits
   deblur    MNIST                                    Gaussian blur sigma 1.5
   mri       MNI152 brain slices (64 x 64)            held-out axial levels, 4x Cartesian undersampling
-  ct        random ellipse phantoms (64 x 64)        held-out phantoms and Shepp-Logan, 30 views
+  ct        textured ellipse phantoms (64 x 64)      held-out phantoms and Shepp-Logan, 30 views, low dose
   mri-ood   the brain prior                          pydicom's MR_small, matplotlib's sample MRI (other anatomy)
   ct-ood    the phantom prior                        pydicom's CT_small (a real CT slice)
 
   .venv/bin/python bench/inverse.py --minutes 10          # trains the three priors (10 min each), then measures
   .venv/bin/python bench/inverse.py --tasks mri,ct --num 16
+  .venv/bin/python bench/inverse.py --tasks ct --ct-noise 0.01   # near-noiseless sinograms (TV's best case)
+
+Measurement noise is 0.01 in the [-1, 1] image scale, except CT's sinograms (ray sums of ~30 on average at 64 x 64):
+--ct-noise 0.3, about 1 % of the mean ray sum, the level of low-dose CT.
 """
 from __future__ import annotations
 
@@ -50,10 +54,10 @@ PRIORS = {"mnist": ["data.name=mnist"], "mnist_sr4": ["data.name=mnist", "unet.l
           "phantoms": ["data.name=phantoms", "unet.channel_mult=[1,2,2,2]", "unet.attention_levels=[3]"]}
 TASK_PRIOR = {"inpaint": "mnist", "superres": "mnist", "deblur": "mnist", "mri": "brain", "ct": "phantoms",
               "mri-ood": "brain", "ct-ood": "phantoms"}
-METHODS = {"inpaint": ("project", "repaint", "dps", "moment"), "superres": ("project", "dps", "moment"),
-           "deblur": ("dps", "moment"), "mri": ("project", "dps", "moment"), "ct": ("dps", "moment")}
+METHODS = {"inpaint": ("project", "repaint", "dps", "dds", "moment"), "superres": ("project", "dps", "dds", "moment"),
+           "deblur": ("dps", "dds", "moment"), "mri": ("project", "dps", "dds", "moment"), "ct": ("dps", "dds", "moment")}
 METHODS.update({"mri-ood": METHODS["mri"], "ct-ood": METHODS["ct"]})
-LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 NSRS = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -91,15 +95,18 @@ def images(task: str, split: str, n: int, seed: int) -> torch.Tensor:
 
 
 ZETAS = (1.0, 3.0, 10.0, 30.0)
+ITERS = (2, 5, 10, 20)
 
 
-def tune_zeta(task: str, tc: TaskConfig, pipe, nfe: int, sampler: str) -> float:
-    """DPS's step size with the best mean PSNR on the validation images (as the baselines' regularization is)."""
+def tune_diffusion(task: str, tc: TaskConfig, pipe, nfe: int, sampler: str) -> tuple[float, int]:
+    """DPS's step size and DDS's conjugate-gradient steps with the best mean PSNR on the validation images (as the
+    baselines' regularization is)."""
     x = images(task, "val", 8, seed=1)
     op = build_operator(tc, tuple(pipe.shape))
     y = op.measure(x, torch.Generator().manual_seed(1))
-    return max(ZETAS, key=lambda z: quality(posterior_sample(pipe, op, y, "dps", nfe=nfe, sampler=sampler, zeta=z),
-                                            x)[0].mean())
+    psnr = lambda method, **kw: quality(posterior_sample(pipe, op, y, method, nfe=nfe, sampler=sampler, **kw),  # noqa: E731
+                                        x)[0].mean()
+    return max(ZETAS, key=lambda z: psnr("dps", zeta=z)), max(ITERS, key=lambda k: psnr("dds", iters=k))
 
 
 def tune(task: str, tc: TaskConfig, shape) -> tuple[float, float]:
@@ -121,6 +128,7 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=16, help="test images per task")
     ap.add_argument("--nfe", type=int, default=50)
     ap.add_argument("--sampler", default="dpmpp_2m")
+    ap.add_argument("--ct-noise", type=float, default=0.3, help="CT sinogram noise (ray sums average ~30)")
     args = ap.parse_args()
     tasks = args.tasks.split(",")
     runs = {TASK_PRIOR[t]: train(TASK_PRIOR[t], args.minutes) for t in tasks}
@@ -129,18 +137,20 @@ def main() -> None:
     rows = []
     for task in tasks:
         pipe = difflab.load(runs[TASK_PRIOR[task]])
-        tc = TaskConfig(task.removesuffix("-ood"))
+        base = task.removesuffix("-ood")
+        tc = TaskConfig(base, noise_std=args.ct_noise if base == "ct" else TaskConfig.noise_std)
         lam, nsr = tune(task, tc, tuple(pipe.shape))
-        zeta = tune_zeta(task, tc, pipe, args.nfe, args.sampler)
+        zeta, iters = tune_diffusion(task, tc, pipe, args.nfe, args.sampler)
         x = images(task, "test", args.num, seed=0)
         op = build_operator(tc, tuple(pipe.shape))
         y = op.measure(x, torch.Generator().manual_seed(0))
         results = {k: (v, 0.0) for k, v in baselines(op, y, lam, nsr).items()}
         for method in METHODS[task]:
             t0 = time.perf_counter()
-            r = posterior_sample(pipe, op, y, method, nfe=args.nfe, sampler=args.sampler, seed=0, zeta=zeta)
-            results[f"diffusion: {method}" + (f" (zeta {zeta:g})" if method == "dps" else "")] = \
-                (r, time.perf_counter() - t0)
+            r = posterior_sample(pipe, op, y, method, nfe=args.nfe, sampler=args.sampler, seed=0, zeta=zeta,
+                                 iters=iters if method == "dds" else None)
+            tag = {"dps": f" (zeta {zeta:g})", "dds": f" ({iters} CG steps)"}.get(method, "")
+            results[f"diffusion: {method}{tag}"] = (r, time.perf_counter() - t0)
         if task == "superres":
             t0 = time.perf_counter()
             r = posterior_sample(difflab.load(runs["mnist_sr4"]), op, y, "conditional", nfe=args.nfe,
@@ -151,7 +161,8 @@ def main() -> None:
             rows.append({"task": task, "method": name, "psnr": round(float(psnr.mean()), 2),
                          "psnr_se": round(float(psnr.std(ddof=1) / np.sqrt(len(psnr))), 2),
                          "ssim": round(float(ssim.mean()), 3), "consistency": round(float(op.consistency(r, y).mean()), 4),
-                         "n": len(x), "seconds": round(secs, 1), "tv_lambda": lam, "wiener_nsr": nsr})
+                         "n": len(x), "seconds": round(secs, 1), "tv_lambda": lam, "wiener_nsr": nsr,
+                         "noise": tc.noise_std})
             print(json.dumps(rows[-1]), flush=True)
         shown = [x[:8], view(op, y, pipe.shape)[:8]] + [r[:8] for r, _ in results.values()]
         save_grid(torch.cat(shown), OUT / f"{task}.png", nrow=8)

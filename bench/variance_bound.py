@@ -25,7 +25,7 @@ def main() -> None:
     variances = ["posterior", "beta"] + (["learned"] if run.cfg.train.learn_variance else [])
     totals = {}
     for v in variances:
-        L0, Lt, LT, dims, where, _ = per_image_terms(run, num_images=args.num_images, num_t=args.num_t, variance=v,
+        L0, Lt, LT, _, dims, where, _ = per_image_terms(run, num_images=args.num_images, num_t=args.num_t, variance=v,
                                                      seed=args.seed, progress=False, log=lambda s: None)
         totals[v] = bits_per_dim(L0 + Lt + LT, dims)  # per image
         print(f"{v:<10} {totals[v].mean():.4f} bits/dim  (+- {totals[v].std() / math.sqrt(len(L0)):.4f} over images; "

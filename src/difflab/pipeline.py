@@ -1,7 +1,8 @@
 """A trained run as one object: `difflab.load(path)` -> Pipeline with .sample, .save, .save_grid, .log_likelihood.
 
 The CLI's `sample`, the samples after `train` and the demo all go through it: one code path from noise to images,
-noise -> sampler(clip(guidance(denoiser))) -> images in the data's range."""
+noise -> sampler(clip(guidance(denoiser))) -> decoder -> images in the data's range (the decoder: a latent run's
+autoencoder; the identity for a pixel run)."""
 from __future__ import annotations
 
 import math
@@ -83,11 +84,37 @@ class Pipeline:
         self.denoiser: Precond = build_denoiser(self.cfg, self.net)
         self.schedule: Schedule = self.denoiser.schedule
         self.device = next(self.net.parameters()).device
+        self.codec = None
+        if self.spec.space == "latent":  # the autoencoder the latents came from: pinned by its sha256
+            from difflab.latent.codec import load_codec
+
+            self.codec = load_codec(self.cfg.data)
+            self.codec.vae.to(self.device)
+            if tuple(self.codec.latent_shape) != tuple(self.spec.shape):
+                raise UserError(f"the autoencoder {self.cfg.data.latent} makes latents of shape "
+                                f"{tuple(self.codec.latent_shape)}, this run was trained on {tuple(self.spec.shape)}: "
+                                "point data.latent at the autoencoder it was trained with")
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """One example: (C, H, W) or (D,)."""
+        """One example of what the network denoises: (C, H, W), (C, L) or (D,); a latent run's latent shape."""
         return self.spec.shape
+
+    @property
+    def data_spec(self) -> DataSpec:
+        """What the samples are once decoded: the data itself (a latent run: what its autoencoder encodes)."""
+        return self.codec.spec if self.codec is not None else self.spec
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Model space -> data space: a latent run's decoder (on the CPU), else the identity."""
+        return self.codec.decode(z).cpu() if self.codec is not None else z
+
+    def encode(self, x: Tensor, seed: int = 0) -> Tensor:
+        """Data space -> model space: a latent run's scaled latents (a sample of q(z | x), example k from stream
+        (seed, k)), else the identity."""
+        if self.codec is None:
+            return x
+        return self.codec.encode(x.to(self.device), NoiseSource.for_indices(seed, range(len(x)), self.device))
 
     # -- sampling -----------------------------------------------------------------------------------------------
     def sample_config(self, n: int | None = None, **changes) -> SampleConfig:
@@ -217,7 +244,7 @@ class Pipeline:
         """Run a plan: the sampler over its grid, batch by batch; `callback(i, t, x, pred)` sees every step. `init`
         (n images) starts a grid below t = 1 from them noised to its first time; `for_rows(denoiser, idx)` gives a
         batch's own denoiser and step hook (per-image measurements); `sampler` replaces the plan's sampler function
-        (RePaint's resampling around it)."""
+        (RePaint's resampling around it). Returns data (a latent run decodes; its `init` is encoded first)."""
         sc = plan.config
         cond = self.condition(sc) if cond is None else cond
         if cond is not None and len(cond) != sc.num_samples:
@@ -227,9 +254,12 @@ class Pipeline:
         batches = -(-sc.num_samples // sc.batch_size)
         bar = Progress((len(plan.grid) - 1) * batches, "sample", "step", every=max(1, (len(plan.grid) - 1) // 4),
                        log=log, enabled=progress and log is not None)
-        if init is not None and (float(plan.grid[0]) >= 1 or tuple(init.shape) != (sc.num_samples, *self.shape)):
+        if init is not None and (float(plan.grid[0]) >= 1 or
+                                 tuple(init.shape) != (sc.num_samples, *self.data_spec.shape)):
             raise UserError(f"starting from images needs a grid that starts below t = 1 and {sc.num_samples} images of "
-                            f"shape {self.shape}, got {tuple(init.shape)}")
+                            f"shape {self.data_spec.shape}, got {tuple(init.shape)}")
+        if init is not None:
+            init = self.encode(init, sc.seed)
         def rows(idx: Tensor):  # the batch's transform acts on the unclipped denoiser; clipping comes last
             den, hook = for_rows(guided, idx)
             return self.clipped(den, sc.clip), hook
@@ -239,6 +269,7 @@ class Pipeline:
                          callback=callback, sampler=sampler or plan.spec.fn, init=init,
                          for_rows=rows if for_rows is not None else None,
                          **plan.options)
+            x = self.decode(x)
         bar.close()
         return x
 
@@ -288,20 +319,22 @@ class Pipeline:
         from difflab.eval.grid import save_grid
         from difflab.eval.plots import plot_points
 
-        path = Path(path)
-        if self.spec.is_image:
-            return save_grid(x, path, nrow)
         from difflab.data.build import build_dataset
+        from difflab.eval.plots import plot_series
+        from difflab.latent.codec import pixel_config
 
-        plot_points(x, path, build_dataset(self.cfg.data).x[:2000])
-        return path
+        path = Path(path)
+        if self.data_spec.is_image:
+            return save_grid(x, path, nrow)
+        data = build_dataset(pixel_config(self.cfg.data)).x[:2000]
+        return plot_series(x, path, data) if x.ndim == 3 else plot_points(x, path, data)
 
     def save(self, x: Tensor, out: str | Path, name: str = "samples") -> Path:
         """NAME.png (grid) and NAME.npz (uint8 images (N, H, W[, C]) or float points (N, D)) in `out`."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         self.save_grid(x, out / f"{name}.png")
-        if self.spec.is_image:
+        if self.data_spec.is_image:
             imgs = to_uint8(x).transpose(0, 2, 3, 1)  # (N, H, W, C)
             np.savez_compressed(out / f"{name}.npz", images=imgs[..., 0] if imgs.shape[-1] == 1 else imgs)
         else:

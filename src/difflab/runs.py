@@ -32,10 +32,15 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
     budget = budget or Budget()
     if cfg.data.path:  # stored absolute, so the run can be evaluated from any folder
         cfg = replace(cfg, data=replace(cfg.data, path=str(Path(cfg.data.path).resolve())))
+    if cfg.data.latent:  # the autoencoder pinned and the latent scale fixed, once, before anything trains
+        from difflab.latent.codec import pixel_config, resolve_latent
+
+        cfg = replace(cfg, data=resolve_latent(cfg.data, build_dataset(pixel_config(cfg.data)).x))
     data = build_dataset(cfg.data)
     main = is_main_process()
     if main:
-        log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}")
+        latent = f" as latents of {cfg.data.latent} (scale {cfg.data.latent_scale:.6g})" if cfg.data.latent else ""
+        log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}{latent}")
     reserve, probe = 0.0, None
     if after is not None and cfg.model == "diffusion" and main:  # rank 0 alone does the follow-up work
         net = build_network(cfg).eval()

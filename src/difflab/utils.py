@@ -1,7 +1,9 @@
 """Small shared helpers."""
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -21,3 +23,12 @@ def bcast(v: Tensor | float, like: Tensor) -> Tensor:
 def bits_per_dim(nats: Tensor | float, dims: int) -> Tensor | float:
     """nats per example -> bits per dimension: nats / (D ln 2)."""
     return nats / (dims * math.log(2))
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -66,6 +66,9 @@ def make_parser() -> Parser:
                                    "on GPUs); train.precision=bf16|fp16, train.compile=true and train.grad_accum=K "
                                    "are switches (docs/training.md).")
     _train_args(t)
+    t.add_argument("--latent", metavar="RUN", help="train on the latents of an autoencoder run (difflab "
+                                                   "train-autoencoder): its data unless --data, a U-Net for image "
+                                                   "latents, an MLP for vector latents; sampling decodes")
     _common(t)
     k = sub.add_parser("train-classifier", help="train a noise-conditional classifier p(y | x_t, t) for classifier "
                                                 "guidance (= train --set model=classifier)",
@@ -121,9 +124,11 @@ def make_parser() -> Parser:
                         "elsewhere the conditional model alone")
     _common(s, config=False)
 
+    from difflab.cli.latent import add_parsers as latent_parsers
     from difflab.cli.restore import add_parsers as restore_parsers
 
     restore_parsers(sub)
+    latent_parsers(sub, _common)
 
     x = sub.add_parser("export-text-encoder", help="write a text-to-image run's text encoder as a pretrained encoder",
                        description="Write the text encoder a run trained jointly (and its projection) as a pretrained "
@@ -268,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"difflab {args.command}: interrupted: {e.message}\n")
         return 130
     except KeyboardInterrupt:
-        trains = args.command in ("train", "train-classifier", "vae")
+        trains = args.command in ("train", "train-classifier", "vae", "train-autoencoder")
         hint = "; the newest checkpoint is kept: continue with --resume" if trains else ""
         sys.stderr.write(f"difflab {args.command}: interrupted{hint}\n")
         return 130
@@ -319,6 +324,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     flags += [f"train.minutes={args.minutes}"] if args.minutes is not None else []
     flags += [f"train.max_images={args.max_images}"] if args.max_images is not None else []
     base = _resume_base(Path(args.out)) if args.resume else None
+    if getattr(args, "latent", None) and base is None:
+        from difflab.cli.latent import latent_flags
+
+        flags = latent_flags(args.latent, bool(args.data)) + flags
     if base is not None and args.config:
         base = merge(base, load_yaml(args.config))
     model = ["model=classifier"] if args.command == "train-classifier" else []
@@ -451,6 +460,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_train_autoencoder(args: argparse.Namespace) -> int:
+    from difflab.cli.latent import cmd_train_autoencoder as run
+
+    return run(args)
+
+
 def cmd_export_text(args: argparse.Namespace) -> int:
     from difflab.nn.text import export_encoder
     from difflab.pipeline import load
@@ -536,7 +551,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "train-classifier": cmd_train, "sample": cmd_sample,
-            "eval": cmd_eval, "vae": cmd_vae, "export-text-encoder": cmd_export_text, "restore": cmd_restore,
+            "eval": cmd_eval, "vae": cmd_vae, "train-autoencoder": cmd_train_autoencoder,
+            "export-text-encoder": cmd_export_text, "restore": cmd_restore,
             "edit": cmd_edit,
             "bench": cmd_bench, "config": cmd_config}
 

@@ -46,6 +46,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--sampler", help="any sampler (default: the run's; repaint uses a one-step sampler)")
     r.add_argument("--zeta", type=float, default=1.0, help="dps step size (1: the Gaussian likelihood approximation)")
     r.add_argument("--jumps", type=int, default=5, help="repaint: resamplings per interval")
+    r.add_argument("--iters", type=int, help="conjugate-gradient steps per call: dds (default 10), moment (default 5)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", help="output folder (default RUN/restore_TASK)")
 
@@ -157,8 +158,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from difflab.pipeline import load
 
     log = _log(args)
-    if args.num < 1 or args.jumps < 1:
-        raise UserError("--num and --jumps must be at least 1")
+    if args.num < 1 or args.jumps < 1 or (args.iters is not None and args.iters < 1):
+        raise UserError("--num, --jumps and --iters must be at least 1")
     if args.method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
     tc = TaskConfig(args.task, args.noise, args.mask, args.factor, args.blur, args.acceleration, args.center_fraction,
@@ -191,7 +192,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log(f"{args.task}: {len(y)} measurement(s) of {op.name}, noise {tc.noise_std:g}; restoring with {args.method}")
     restored = posterior_sample(pipe, op, y, args.method, nfe=args.nfe, sampler=args.sampler, seed=args.seed,
-                                zeta=args.zeta, jumps=args.jumps, log=log, progress=not args.quiet)
+                                zeta=args.zeta, jumps=args.jumps, iters=args.iters, log=log, progress=not args.quiet)
     base = baselines(op, y, TV_LAMBDA[args.task], WIENER_NSR)
     results = {**base, f"diffusion ({args.method})": restored}
     rows = [r for r in ([truth] if truth is not None else []) + [view(op, y, pipe.shape)] + list(results.values())]

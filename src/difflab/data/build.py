@@ -57,6 +57,21 @@ def _phantoms(cfg: DataConfig) -> ImageData:
     return ImageData(x=to_unit_range(to_uint8(x)), **PIXELS)
 
 
+def _table(cfg: DataConfig) -> ImageData:
+    """scikit-learn's breast-cancer / wine rows (N, D), standardized by the training rows, with their labels."""
+    from difflab.data.tables import table
+
+    x, labels, classes = table(cfg.name, cfg.split)
+    return ImageData(x=x, labels=labels, num_classes=classes)
+
+
+def _series(cfg: DataConfig) -> ImageData:
+    """Windows (N, 1, 64) of statsmodels' weekly CO2 record."""
+    from difflab.data.tables import co2
+
+    return ImageData(x=co2(cfg.split))
+
+
 _LOADERS: dict[str, Callable[[DataConfig], ImageData]] = {
     "mnist": _mnist,
     "mnist_pairs": _mnist_pairs,
@@ -67,6 +82,9 @@ _LOADERS: dict[str, Callable[[DataConfig], ImageData]] = {
     "moons": lambda cfg: two_moons(cfg.num_points, cfg.seed),
     "swiss_roll": lambda cfg: swiss_roll(cfg.num_points, cfg.seed),
     "gmm": lambda cfg: gaussian_mixture(cfg.num_points, cfg.seed),
+    "breast_cancer": _table,
+    "wine": _table,
+    "co2": _series,
 }
 assert set(_LOADERS) == set(DATASET_NAMES), "every DataConfig name needs a loader"
 
@@ -111,7 +129,15 @@ def _resize(data: ImageData, size: int) -> ImageData:
 
 
 def build_dataset(cfg: DataConfig) -> ImageData:
-    """Load the dataset cfg.name names; images come out (N, C, H, W) float32 in [-1, 1], toy sets (N, 2)."""
+    """Load the dataset cfg.name names; images come out (N, C, H, W) float32 in [-1, 1], toy sets (N, 2); with
+    data.latent, the autoencoder's scaled latents of them (one sample of q(z | x) per example)."""
+    if cfg.latent:
+        from difflab.latent.codec import encode_dataset, load_codec, pixel_config
+
+        if not cfg.latent_scale:
+            raise UserError("data.latent_scale is 0: a latent run fixes it when training starts (difflab train "
+                            "--latent RUN), or set it")
+        return encode_dataset(build_dataset(pixel_config(cfg)), load_codec(cfg), cfg.seed)
     data = _limit(_LOADERS[cfg.name](cfg), cfg.limit)
     if data.x.ndim == 4:
         data = _resize(_channels(data, cfg.channels), cfg.image_size)

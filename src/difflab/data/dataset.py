@@ -11,7 +11,10 @@ from difflab.errors import UserError
 
 IMAGE_SETS = ("mnist", "mnist_pairs", "brain", "phantoms", "folder", "npz")  # x is (N, C, H, W)
 TOY_SETS = ("moons", "swiss_roll", "gmm")  # x is (N, D): points, not images
-DATASET_NAMES = IMAGE_SETS + TOY_SETS
+TABLE_SETS = ("breast_cancer", "wine")  # x is (N, D): standardized table rows
+SERIES_SETS = ("co2",)  # x is (N, 1, L): windows of a time series
+DATASET_NAMES = IMAGE_SETS + TOY_SETS + TABLE_SETS + SERIES_SETS
+SPLIT_SETS = ("mnist", "mnist_pairs", "brain", "phantoms") + TABLE_SETS + SERIES_SETS  # with a held-out test split
 
 
 @dataclass(frozen=True)
@@ -51,23 +54,25 @@ PIXELS = {"quantized": True, "value_range": (-1.0, 1.0)}  # 8-bit images mapped 
 
 @dataclass(frozen=True, eq=False)
 class ImageData:
-    """A whole dataset in memory: x is (N, C, H, W) float32 in [-1, 1] for images, (N, D) for toy point sets."""
+    """A whole dataset in memory: x is (N, C, H, W) float32 in [-1, 1] for images, (N, C, L) for sequences, (N, D)
+    for point sets and table rows."""
 
-    x: Tensor  # (N, C, H, W) or (N, D), float32
+    x: Tensor  # (N, C, H, W), (N, C, L) or (N, D), float32
     labels: Tensor | None = None  # (N,) int64, or None when unlabelled
     num_classes: int | None = None  # labels lie in [0, num_classes) when given
     quantized: bool = False  # 8-bit values (k / 127.5 - 1)
     value_range: tuple[float, float] | None = None  # bounded data (images: (-1, 1)); None for points
     captions: tuple[str, ...] | None = None  # one caption per example (text-to-image), or None
+    space: str = "pixel"  # pixel (the data itself) or latent (an autoencoder's codes of it)
 
     @property
     def spec(self) -> DataSpec:
-        return DataSpec(self.shape, self.quantized, self.value_range, "pixel", self.num_classes or 0)
+        return DataSpec(self.shape, self.quantized, self.value_range, self.space, self.num_classes or 0)
 
     def __post_init__(self) -> None:
         """Check the invariants every loader must keep."""
-        if self.x.dtype != torch.float32 or self.x.ndim not in (2, 4):
-            raise ValueError(f"ImageData.x must be float32 (N, C, H, W) or (N, D), got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.x.dtype != torch.float32 or self.x.ndim not in (2, 3, 4):
+            raise ValueError(f"ImageData.x must be float32 (N, C, H, W), (N, C, L) or (N, D), got {self.x.dtype} {tuple(self.x.shape)}")
         if self.labels is not None:
             if self.labels.dtype != torch.int64 or self.labels.shape != self.x.shape[:1]:
                 raise ValueError(f"ImageData.labels must be int64 ({len(self.x)},), got {self.labels.dtype} {tuple(self.labels.shape)}")
@@ -107,7 +112,7 @@ def _is_int(value: object) -> bool:
 class DataConfig:
     """Which dataset to build and how to preprocess it (the `data:` section of a config)."""
 
-    name: str = "mnist"  # mnist, mnist_pairs (two digits side by side, captioned), brain (MNI152 axial slices), phantoms (CT ellipses), folder, npz, moons, swiss_roll, gmm
+    name: str = "mnist"  # mnist, mnist_pairs (two digits side by side, captioned), brain (MNI152 axial slices), phantoms (CT ellipses), folder, npz, moons, swiss_roll, gmm, breast_cancer, wine (table rows), co2 (weekly CO2 windows)
     path: str = ""  # folder of images (folder) or .npz file (npz); unused otherwise
     split: str = "train"  # MNIST split: train or test
     limit: int = 0  # 0 = all examples; else keep the first N
@@ -115,6 +120,9 @@ class DataConfig:
     channels: int = 0  # 0 = keep; 1 (grayscale) or 3 (RGB) converts
     num_points: int = 10000  # number of points drawn for the 2-D toy sets
     seed: int = 0  # seed for the toy sets' sampling
+    latent: str = ""  # an autoencoder run (difflab train-autoencoder): train on its latents of this data instead
+    latent_scale: float = 0.0  # latents are multiplied by it; 0: 1 / std of the training latents, fixed at the start
+    latent_sha256: str = ""  # the autoencoder checkpoint's sha256, recorded at the start (a changed file is refused)
 
     def __post_init__(self) -> None:
         """Reject values that cannot work, with a one-line fix."""
@@ -122,6 +130,13 @@ class DataConfig:
             raise UserError(f"data.name must be one of {', '.join(DATASET_NAMES)}; got {self.name!r}")
         if not isinstance(self.path, str) or not isinstance(self.split, str):
             raise UserError("data.path and data.split must be strings: quote them in the config")
+        if not isinstance(self.latent, str) or not isinstance(self.latent_sha256, str):
+            raise UserError("data.latent and data.latent_sha256 must be strings: quote them in the config")
+        if isinstance(self.latent_scale, bool) or not isinstance(self.latent_scale, (int, float)) or \
+                not (self.latent_scale >= 0 and self.latent_scale < float("inf")):
+            raise UserError(f"data.latent_scale must be a finite number >= 0 (0: from the data), got {self.latent_scale!r}")
+        if self.latent_scale and not self.latent:
+            raise UserError("data.latent_scale is only read with data.latent (an autoencoder run): drop it")
         for field in ("limit", "image_size", "channels", "num_points", "seed"):
             if not _is_int(getattr(self, field)):
                 raise UserError(f"data.{field} must be an integer, got {getattr(self, field)!r}")
@@ -131,7 +146,7 @@ class DataConfig:
         if self.path and self.name not in ("folder", "npz"):
             raise UserError(f"data.path is only read for data.name folder or npz, not {self.name!r}: drop --data-path "
                             "or pick --data folder / npz")
-        if self.name in ("mnist", "mnist_pairs", "brain", "phantoms") and self.split not in ("train", "test"):
+        if self.name in SPLIT_SETS and self.split not in ("train", "test"):
             raise UserError(f"data.split must be 'train' or 'test' for {self.name}, got {self.split!r}")
         if self.limit < 0:
             raise UserError(f"data.limit must be >= 0 (0 = all examples), got {self.limit}")
@@ -141,5 +156,5 @@ class DataConfig:
             raise UserError(f"data.channels must be 0 (keep), 1 (grayscale) or 3 (RGB), got {self.channels}")
         if self.num_points <= 0:
             raise UserError(f"data.num_points must be > 0, got {self.num_points}")
-        if self.name in TOY_SETS and (self.image_size or self.channels):
+        if self.name in TOY_SETS + TABLE_SETS + SERIES_SETS and (self.image_size or self.channels):
             raise UserError(f"data.image_size and data.channels apply to images only: set them to 0 for data.name={self.name!r}")

@@ -6,7 +6,8 @@
 * out-of-distribution test images: `pydicom`'s CT_small and MR_small test files and the MRI slice in matplotlib's
   sample data;
 * phantoms for CT: random ellipse phantoms generated here (Shepp-Logan-like: a skull, a brain, inner ellipses of
-  random intensity), and scikit-image's Shepp-Logan phantom.
+  random intensity, and a smooth tissue texture inside the head, since real tissue is not piecewise constant), and
+  scikit-image's Shepp-Logan phantom.
 All images come out (N, 1, S, S) float32 in [-1, 1].
 """
 from __future__ import annotations
@@ -71,9 +72,19 @@ def brain_slices(size: int = 64, split: str = "train", copies: int = 8, seed: in
     return _augment(x, copies, seed) if split == "train" else x
 
 
-def ellipse_phantoms(n: int, size: int = 64, seed: int = 0) -> Tensor:
+def smooth_field(g: np.random.Generator, size: int, width: float) -> np.ndarray:
+    """(size, size) Gaussian random field of unit standard deviation, white noise low-passed by a Gaussian of `width`
+    pixels (in Fourier space: periodic)."""
+    f = np.fft.fftfreq(size)
+    gain = np.exp(-2 * (math.pi * width) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2))
+    field = np.fft.ifft2(np.fft.fft2(g.standard_normal((size, size))) * gain).real
+    return field / field.std()
+
+
+def ellipse_phantoms(n: int, size: int = 64, seed: int = 0, texture: float = 0.08) -> Tensor:
     """(n, 1, size, size) random phantoms inside the inscribed circle: a bright skull ring, a grey brain and 3-8 inner
-    ellipses of random position, size, angle and intensity."""
+    ellipses of random position, size, angle and intensity, all inside the head modulated by a smooth texture
+    (1 + texture * a Gaussian field of width size / 16)."""
     g = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     u, v = (xx - size // 2) / (size / 2), (yy - size // 2) / (size / 2)  # [-1, 1], centred like the Radon transform
@@ -91,7 +102,7 @@ def ellipse_phantoms(n: int, size: int = 64, seed: int = 0) -> Tensor:
             r = g.uniform(0.05, 0.3)
             cx, cy = g.uniform(-0.45, 0.45, 2)
             img = np.where(ellipse(cx, cy, r, r * g.uniform(0.4, 1.0), g.uniform(0, math.pi)), g.uniform(0.0, 0.8), img)
-        out[k] = img
+        out[k] = np.clip(img * (1 + texture * smooth_field(g, size, size / 16)), 0, 1)
     return torch.from_numpy(out * 2 - 1)[:, None]
 
 

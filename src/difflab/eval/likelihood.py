@@ -1,4 +1,5 @@
-"""The bound on a data split, term by term: L_0, sum L_{t-1}, L_T, total, bits/dim with error bars."""
+"""The bound on a data split, term by term: L_0, sum L_{t-1}, L_T, total, bits/dim with error bars. A latent run
+adds its autoencoder's terms (latent/bound.py), so the total bounds -log p(x) of the data, in the data's bits/dim."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ import torch
 
 from difflab.condition import Condition
 from difflab.data.build import build_dataset
+from difflab.data.dataset import SPLIT_SETS
 from difflab.errors import UserError
 from difflab.losses.elbo import elbo_exact, elbo_importance
 from difflab.precond import Precond
@@ -27,6 +29,7 @@ class NLLReport:
     L0: float
     Lt: float  # sum over t = 2..T of L_{t-1}
     LT: float
+    AE: float  # a latent run's autoencoder terms -log p(x|z) - H[q(z|x)] - d log s (0 for a pixel run)
     total: float
     stderr: float
     dims: int
@@ -40,11 +43,16 @@ class NLLReport:
 
     def table(self) -> str:
         rows = [("L_0 (reconstruction)", self.L0), ("sum L_{t-1} (denoising)", self.Lt), ("L_T (prior)", self.LT)]
+        if self.AE:
+            rows.append(("autoencoder (see below)", self.AE))
         out = [f"negative ELBO on {self.images} {self.split} images ({self.method}, variance={self.variance})",
                f"{'term':<26}{'nats/image':>14}{'bits/dim':>12}"]
         out += [f"{name:<26}{v:>14.2f}{self.bpd(v):>12.4f}" for name, v in rows]
         out.append(f"{'total':<26}{self.total:>14.2f}{self.bpd(self.total):>12.4f}  "
                    f"+- {self.bpd(self.stderr):.4f} (1 s.e.)")
+        if self.AE:
+            out.append("latent run: L_0 .. L_T bound -log p(s z) of the scaled latent; autoencoder = -log p(x|z) - "
+                       "H[q(z|x)] - d log s; bits/dim of the data")
         return "\n".join(out)
 
 
@@ -52,11 +60,11 @@ def evaluate_nll(run: LoadedRun, *, split: str = "test", num_images: int = 256, 
                  num_t: int = 64, variance: str | None = None, seed: int = 0, batch_size: int = 64,
                  use_ema: bool = True, log: Callable[[str], None] = print, progress: bool = True) -> NLLReport:
     """The negative ELBO of a trained run on `num_images` images of a split (MNIST: test by default)."""
-    L0, Lt, LT, dims, where, variance = per_image_terms(
+    L0, Lt, LT, AE, dims, where, variance = per_image_terms(
         run, split=split, num_images=num_images, method=method, num_t=num_t, variance=variance, seed=seed,
         batch_size=batch_size, use_ema=use_ema, log=log, progress=progress)
-    total = L0 + Lt + LT
-    return NLLReport(L0.mean().item(), Lt.mean().item(), LT.mean().item(), total.mean().item(),
+    total = L0 + Lt + LT + AE
+    return NLLReport(L0.mean().item(), Lt.mean().item(), LT.mean().item(), AE.mean().item(), total.mean().item(),
                      total.std().item() / math.sqrt(len(total)), dims, len(total), method, where, variance)
 
 
@@ -88,19 +96,42 @@ def evaluate_ode_nll(run: LoadedRun, *, split: str = "test", num_images: int = 2
 
     g = torch.Generator().manual_seed(seed)
     quantized = run.spec.quantized
+    codec = _codec(run)
     nfes = []
 
     def one(denoiser: Precond, x0: torch.Tensor, cond: Condition | None) -> tuple[torch.Tensor, ...]:
+        x0, ae = _to_model(codec, x0, g)
         x = dequantize(x0, g).to(x0.dtype) if quantized else x0
         r = ode_log_likelihood(denoiser, denoiser.schedule, x, cond=cond, exact_trace=exact_trace, rtol=rtol,
                                atol=atol, generator=g)
         nfes.append(r.nfe)
-        return (discrete_nll(r.log_p, x0[0].numel(), 256 if quantized else None).cpu(),)
+        return (discrete_nll(r.log_p, x0[0].numel(), 256 if quantized else None).cpu() + ae.cpu(),)
 
     (nats,), where = evaluate_split(run, one, split=split, num_images=num_images, batch_size=batch_size,
                                     use_ema=use_ema, log=log, progress=progress)
-    return ODEReport(nats.mean().item(), nats.std().item() / math.sqrt(len(nats)), math.prod(run.spec.shape), len(nats), sum(nfes) / len(nfes), where,
-                     "exact" if exact_trace else "Hutchinson")
+    dims = math.prod(codec.spec.shape if codec else run.spec.shape)
+    return ODEReport(nats.mean().item(), nats.std().item() / math.sqrt(len(nats)), dims, len(nats),
+                     sum(nfes) / len(nfes), where, "exact" if exact_trace else "Hutchinson")
+
+
+def _codec(run: LoadedRun):
+    """A latent run's autoencoder (None for a pixel run)."""
+    if run.spec.space != "latent":
+        return None
+    from difflab.latent.codec import load_codec
+
+    codec = load_codec(run.cfg.data)
+    codec.vae.to(next(run.net.parameters()).device)
+    return codec
+
+
+def _to_model(codec, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(what the network models, the autoencoder's terms per example): pixels and zeros for a pixel run."""
+    if codec is None:
+        return x, torch.zeros(len(x), device=x.device)
+    from difflab.latent.bound import autoencoder_terms
+
+    return autoencoder_terms(codec, x, g, codec.spec.quantized)
 
 
 def per_image_terms(run: LoadedRun, *, split: str = "test", num_images: int = 256, method: str = "importance",
@@ -113,32 +144,41 @@ def per_image_terms(run: LoadedRun, *, split: str = "test", num_images: int = 25
     if not cfg.schedule.discrete:
         raise UserError(f"the ELBO needs a discrete schedule; this run uses schedule.kind={cfg.schedule.kind}: "
                         "use --method ode")
+    if method == "ode":
+        raise UserError("per-term bounds are for --method importance or exact; the ODE gives one number")
     variance = variance or cfg.variance
     discrete = run.spec.quantized  # 8-bit data: discretized decoder; otherwise a continuous density
     g = torch.Generator().manual_seed(seed)
+    codec = _codec(run)
 
     def one(denoiser: Precond, x0: torch.Tensor, cond: Condition | None) -> tuple[torch.Tensor, ...]:
+        x0, ae = _to_model(codec, x0, g)
         if method == "exact":
             e = elbo_exact(denoiser, denoiser.schedule, x0, variance=variance, discrete=discrete, cond=cond, generator=g)
-            return e.L0, e.Lt.sum(1), e.LT
+            return e.L0, e.Lt.sum(1), e.LT, ae
         e = elbo_importance(denoiser, denoiser.schedule, x0, num_t, variance=variance, discrete=discrete,
                             cond=cond, generator=g)
-        return e.L0, e.Lt, e.LT
+        return e.L0, e.Lt, e.LT, ae
 
-    (L0, Lt, LT), where = evaluate_split(run, one, split=split, num_images=num_images, batch_size=batch_size,
-                                         use_ema=use_ema, log=log, progress=progress)
-    return L0, Lt, LT, math.prod(run.spec.shape), where, variance
+    (L0, Lt, LT, AE), where = evaluate_split(run, one, split=split, num_images=num_images, batch_size=batch_size,
+                                             use_ema=use_ema, log=log, progress=progress)
+    dims = math.prod(codec.spec.shape if codec else run.spec.shape)
+    return L0, Lt, LT, AE, dims, where, variance
 
 
 def evaluate_split(run: LoadedRun, fn: Callable[[Precond, torch.Tensor, Condition | None], tuple[torch.Tensor, ...]],
                    *, split: str = "test", num_images: int = 256, batch_size: int = 64, use_ema: bool = True,
                    log: Callable[[str], None] = print, progress: bool = True) -> tuple[list[torch.Tensor], str]:
     """The one driver that evaluates a split: fn(denoiser, x0, cond) -> per-image tensors over batches of the first
-    num_images examples (MNIST: of `split`; other data: the training data), concatenated; and the split's name."""
+    num_images examples (data with a test split: of `split`; other data: the training data), concatenated; and the
+    split's name. A latent run's fn gets the data itself (it encodes)."""
+    from difflab.latent.codec import pixel_config
+
     if num_images < 2:
         raise UserError(f"--num-images must be at least 2 for an error bar, got {num_images}")
     cfg = run.cfg
-    dcfg = replace(cfg.data, limit=num_images, split=split if cfg.data.name == "mnist" else cfg.data.split)
+    splits = cfg.data.name in SPLIT_SETS
+    dcfg = replace(pixel_config(cfg.data), limit=num_images, split=split if splits else cfg.data.split)
     data = build_dataset(dcfg)
     net = run.ema if use_ema else run.net
     net.eval()
@@ -153,5 +193,5 @@ def evaluate_split(run: LoadedRun, fn: Callable[[Precond, torch.Tensor, Conditio
         parts.append(tuple(v.cpu() for v in fn(denoiser, data.x[i: i + batch_size].to(device), cond)))
         bar.update(1)
     bar.close()
-    where = dcfg.split if cfg.data.name == "mnist" else f"{cfg.data.name} (training data)"
+    where = f"{cfg.data.name} {dcfg.split}" if splits else f"{cfg.data.name} (training data)"
     return [torch.cat(p) for p in zip(*parts)], where

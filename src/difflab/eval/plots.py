@@ -80,6 +80,22 @@ def plot_points(samples: Tensor, path: str | Path, reference: Tensor | None = No
     return Path(path)
 
 
+def plot_series(samples: Tensor, path: str | Path, reference: Tensor | None = None, n: int = 8,
+                title: str = "samples") -> Path:
+    """The first channel of n sequences (N, C, L), samples (left) beside data (right) on one scale."""
+    cols = 2 if reference is not None else 1
+    fig, axes = plt.subplots(1, cols, figsize=(5 * cols, 3.2), sharey=True, squeeze=False)
+    for ax, x, name in zip(axes[0], [samples, reference], [title, "data"]):
+        for row in x[:n, 0].detach().cpu().numpy():
+            ax.plot(row, lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def forward_frames(x0: Tensor, schedule, times: list[float], seed: int = 0) -> list[Tensor]:
     """x_t = alpha(t) x0 + sigma(t) eps at each time, with one fixed eps (seed: the diffusion kernel)."""
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))

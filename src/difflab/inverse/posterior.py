@@ -104,6 +104,49 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a.conj() * b).real.flatten(1).sum(1) if a.is_complex() else (a * b).flatten(1).sum(1)
 
 
+def conjugate_gradients(apply: Callable[[Tensor], Tensor], b: Tensor, x: Optional[Tensor], iters: int,
+                        floor: float = 1e-6) -> Tensor:
+    """`iters` conjugate-gradient steps on apply(x) = b from x (None: from 0), row by row (each row of the batch its
+    own system).
+    A row stops at the first non-positive curvature p^T M p (a network's Jacobian is only nearly symmetric positive)
+    or a converged residual, keeping the iterate it has."""
+    x, res = (torch.zeros_like(b), b.clone()) if x is None else (x, b - apply(x))
+    p, rr = res.clone(), _dot(res, res)
+    live = torch.ones(len(b), dtype=torch.bool, device=b.device)
+    shape = (-1,) + (1,) * (b.ndim - 1)
+    for _ in range(iters):
+        mp = apply(p)
+        curv = _dot(p, mp)
+        live = live & torch.isfinite(curv) & (curv > floor * rr.clamp_min(1e-30))
+        step = torch.where(live, rr / curv.clamp_min(1e-30), torch.zeros_like(rr))
+        x = x + step.reshape(shape) * p
+        res = res - step.reshape(shape) * torch.nan_to_num(mp)
+        rr_new = _dot(res, res)
+        p = res + torch.where(live, rr_new / rr.clamp_min(1e-30), torch.zeros_like(rr)).reshape(shape) * p
+        rr = rr_new
+    return x
+
+
+class DataConsistency:
+    """Denoiser transform (decomposed diffusion sampling, Chung et al. 2024): the denoised x0_hat moved onto the
+    measurements by `iters` conjugate-gradient steps on the normal equations A^T A x = A^T y started at x0_hat, so the
+    Krylov subspace around x0_hat is the regularizer (few steps: close to the prior's x0_hat; many: to A^+ y on the
+    measured part). x0 enters the sampler's update in place of x0_hat, eps follows from x_t. Needs only A and A^T (CT
+    included) and no network gradient: one network evaluation per call."""
+
+    def __init__(self, denoiser: Denoiser, op: Operator, y: Tensor, iters: int = 10):
+        if not (isinstance(iters, int) and iters >= 1):
+            raise UserError(f"data consistency needs a whole number of conjugate-gradient steps >= 1, got {iters}")
+        self.denoiser, self.op, self.y, self.iters = denoiser, op, op.check_measurement(y), iters
+
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Optional[Condition] = None) -> Prediction:
+        pred = self.denoiser(x_t, t, cond)
+        y, op = self.y.to(x_t.device), self.op
+        x0 = conjugate_gradients(lambda v: op.adjoint(op.forward(v)), op.adjoint(y), pred.x0.detach(), self.iters)
+        moved = Prediction.from_x0(x_t, pred.alpha, pred.sigma, x0)
+        return Prediction(moved.x_t, moved.alpha, moved.sigma, moved.x0, moved.eps, pred.var_frac)
+
+
 class MomentProjection:
     """Denoiser transform: score + grad log p(y | x_t) with p(x_0 | x_t) replaced by the Gaussian of its first two
     moments (Boys et al. 2023, 'Tweedie moment projected diffusions'):
@@ -134,22 +177,7 @@ class MomentProjection:
                 return self.op.forward(c * jvp(self.op.adjoint(u))) + self.op.noise_std**2 * u
 
             r = y - self.op.forward(x0.detach())
-            u, res = torch.zeros_like(r), r.clone()
-            p, rr = res.clone(), _dot(res, res)
-            live = torch.ones(len(r), dtype=torch.bool, device=r.device)  # rows still iterating
-            shape = (-1,) + (1,) * (r.ndim - 1)
-            for _ in range(self.iters):  # conjugate gradients, row by row
-                gp = gamma(p)
-                curv = _dot(p, gp)
-                # a network's Jacobian is only nearly symmetric positive: a row stops at the first non-positive
-                # curvature (or a converged residual), keeping the iterate it has
-                live = live & torch.isfinite(curv) & (curv > self.floor * rr.clamp_min(1e-30))
-                step = torch.where(live, rr / curv.clamp_min(1e-30), torch.zeros_like(rr))
-                u = u + step.reshape(shape) * p
-                res = res - step.reshape(shape) * torch.nan_to_num(gp)
-                rr_new = _dot(res, res)
-                p = res + torch.where(live, rr_new / rr.clamp_min(1e-30), torch.zeros_like(rr)).reshape(shape) * p
-                rr = rr_new
+            u = conjugate_gradients(gamma, r, None, self.iters, self.floor)
             (g,) = torch.autograd.grad(x0, x, self.op.adjoint(u.detach()))  # J^T A^T u
         score = pred.score.detach() + g
         guided = Prediction.from_score(x_t, pred.alpha, pred.sigma, score)

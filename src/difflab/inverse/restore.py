@@ -4,6 +4,7 @@ diffusion posterior methods on any trained run and any sampler:
   project   replacement of the measured part after every step (needs A^+: inpaint, superres, mri)
   repaint   project with RePaint's resampling (each interval `jumps` times; one-step samplers keep their order)
   dps       diffusion posterior sampling through x0_hat (zeta = 1: the Gaussian likelihood approximation)
+  dds       data consistency: x0_hat moved onto the measurements by conjugate gradients (A and A^T only; no gradient)
   moment    Tweedie moment projection (exact for Gaussian data; conjugate gradients on Jacobian-vector products)
   conditional  a run trained for super-resolution (unet.lowres_factor): the low-resolution image as its condition
 """
@@ -20,7 +21,7 @@ from difflab.inverse.names import METHODS, TASKS
 from difflab.inverse.baselines import bicubic, tv_least_squares, wiener
 from difflab.inverse.mri import MRI
 from difflab.inverse.operators import Blur, Downsample, Inpaint, Operator
-from difflab.inverse.posterior import DPS, MomentProjection, Projection, resampled
+from difflab.inverse.posterior import DPS, DataConsistency, MomentProjection, Projection, resampled
 from difflab.noise import NoiseSource
 
 __all__ = ["METHODS", "TASKS", "TaskConfig", "build_operator", "baselines", "posterior_sample"]
@@ -94,7 +95,7 @@ def baselines(op: Operator, y: Tensor, lam: float, nsr: float) -> dict[str, Tens
 
 def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optional[int] = None,
                      sampler: Optional[str] = None, seed: int = 0, zeta: float = 1.0, jumps: int = 5,
-                     iters: int = 5, log: Callable[[str], None] | None = None, progress: bool = False) -> Tensor:
+                     iters: Optional[int] = None, log: Callable[[str], None] | None = None, progress: bool = False) -> Tensor:
     """One restoration per measurement row of y by `method` with the run's sampler (or `sampler` at `nfe`)."""
     if method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -121,7 +122,9 @@ def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optiona
             return den, Projection(op, yi, schedule, NoiseSource.for_indices(seed + 7_000_001, idx.tolist()))
         if method == "dps":
             return DPS(den, op, yi, schedule, zeta), None
-        return MomentProjection(den, op, yi, iters), None
+        if method == "dds":
+            return DataConsistency(den, op, yi, iters or 10), None
+        return MomentProjection(den, op, yi, iters or 5), None
 
     fn = None
     if method == "repaint":

@@ -12,7 +12,6 @@ A pretrained encoder is a folder with
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from difflab.errors import UserError
+from difflab.utils import file_digest
 
 ENCODERS = ("none", "transformer", "pretrained")
 ENCODER_FILE, TOKENIZER_FILE = "encoder.pt", "tokenizer.json"
@@ -134,14 +134,6 @@ class TextEncoder(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         h = self.tokens(ids) + self.positions[: ids.shape[1]]  # (B, L, d)
         return self.norm(self.layers(h))  # every position attends to every other, padding included
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _Frozen:

@@ -38,8 +38,8 @@ class UNetConfig:
         object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
         if self.cross_attention_levels is not None:
             object.__setattr__(self, "cross_attention_levels", tuple(self.cross_attention_levels))
-        if self.in_channels not in (1, 3):
-            raise UserError(f"unet.in_channels must be 1 or 3, got {self.in_channels}")
+        if self.in_channels < 1:
+            raise UserError(f"unet.in_channels must be positive (1 grey, 3 RGB, a latent's channels), got {self.in_channels}")
         if self.base_channels < 1 or not self.channel_mult or min(self.channel_mult) < 1:
             raise UserError("unet.base_channels must be positive and unet.channel_mult a non-empty list of "
                             "positive multipliers, e.g. [1, 2, 2]")

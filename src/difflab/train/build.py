@@ -53,7 +53,7 @@ def _diffusion(cfg: RunConfig, spec: DataSpec, net: nn.Module) -> Objective:
 
 OBJECTIVES: dict[str, Callable[[RunConfig, DataSpec, nn.Module], Objective]] = {
     "diffusion": _diffusion,
-    "vae": lambda cfg, spec, net: VAEObjective(quantized=spec.quantized),
+    "vae": lambda cfg, spec, net: VAEObjective(quantized=spec.quantized, kl_weight=cfg.vae.kl_weight),
     "classifier": lambda cfg, spec, net: ClassifierObjective(build_schedule(cfg)),
 }
 

@@ -11,6 +11,7 @@ import torch
 
 from difflab.config import RunConfig, dump_yaml
 from difflab.data.build import build_dataset
+from difflab.data.dataset import SPLIT_SETS
 from difflab.eval.grid import save_grid
 from difflab.latent.vae import HierarchicalVAE, VAETerms
 from difflab.noise import NoiseSource
@@ -62,17 +63,36 @@ def train_vae(cfg: RunConfig, out: str | Path, *, resume: bool = False, eval_ima
     res = train_run(cfg, out, resume=resume, log=log, progress=progress)
     run = load_run(out, model="vae")
     model = run.net
-    test = build_dataset(replace(cfg.data, split="test", limit=eval_images) if cfg.data.name == "mnist"
+    test = build_dataset(replace(cfg.data, split="test", limit=eval_images) if cfg.data.name in SPLIT_SETS
                          else replace(cfg.data, limit=eval_images))
     rep = evaluate_vae(model, test.x, cfg.train.seed, quantized=run.spec.quantized)
     with torch.no_grad():
-        x = test.x[:8]
-        z, _ = model.encode(x)
-        save_grid(torch.cat([x, model.decode(z)]), out / "recon.png", nrow=8)
-        save_grid(model.sample(64, run.shape[-1], torch.Generator().manual_seed(cfg.train.seed)), out / "samples.png")
-    (out / "report.md").write_text(f"# difflab VAE ({cfg.vae.levels} latent level(s))\n\n{res.steps} steps, "
-                                   f"{res.images} images, {res.seconds:.0f} s\n\n```\n{rep.table()}\n```\n\n"
-                                   f"![samples](samples.png)\n\n![reconstructions: data above, decoded means below]"
-                                   f"(recon.png)\n\n```yaml\n{dump_yaml(cfg)}```\n")
+        z, _ = model.encode(test.x)
+        recon = model.decode(z)
+        rmse = float((recon - test.x).square().mean().sqrt())  # encode (mean) -> decode round trip
+        prior = model.sample(64, run.shape[-1], torch.Generator().manual_seed(cfg.train.seed))
+    figures(run.spec, test.x[:8], recon[:8], prior, out)
+    (out / "report.md").write_text(f"# difflab VAE ({cfg.vae.levels} latent level(s), body {cfg.vae.body})\n\n"
+                                   f"{res.steps} steps, {res.images} examples, {res.seconds:.0f} s\n\n```\n{rep.table()}\n"
+                                   f"round trip x -> mean of q(z|x) -> decoder mean: RMSE {rmse:.4f} on {len(test.x)} "
+                                   f"test examples\n```\n\n![samples from N(0, I)](samples.png)\n\n![reconstructions: "
+                                   f"data, then decoded means](recon.png)\n\n```yaml\n{dump_yaml(cfg)}```\n")
     log(rep.table())
+    log(f"round trip RMSE {rmse:.4f} (data scale) on {len(test.x)} test examples")
     return rep
+
+
+def figures(spec, x, recon, prior, out: Path) -> None:
+    """recon.png (data, then reconstructions) and samples.png (decoded N(0, I) latents): image grids, sequence plots
+    or scatters of the first two columns."""
+    from difflab.eval.plots import plot_points, plot_series
+
+    if spec.is_image:
+        save_grid(torch.cat([x, recon]), out / "recon.png", nrow=8)
+        save_grid(prior, out / "samples.png")
+    elif x.ndim == 3:
+        plot_series(recon, out / "recon.png", x, title="reconstructions")
+        plot_series(prior, out / "samples.png", x, title="VAE samples")
+    else:
+        plot_points(recon, out / "recon.png", x, title="reconstructions")
+        plot_points(prior, out / "samples.png", x, title="VAE samples")

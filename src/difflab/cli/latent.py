@@ -1,0 +1,94 @@
+"""difflab train-autoencoder (the autoencoder of latent diffusion: images, sequences or table rows) and the flags
+that `difflab train --latent RUN` adds (the autoencoder's data, and a network for its latent's shape)."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from difflab.cli.common import log_for as _log
+from difflab.errors import UserError
+
+# the autoencoder's training defaults (the loop's EMA, checkpoints, resume and logs come with it); KL weight 0.1: a
+# KL-regularized autoencoder whose latents keep the detail the diffusion prior is there to model
+AUTOENCODER_DEFAULTS = {"model": "vae", "vae": {"kl_weight": 0.1}, "train": {"lr": 1e-3, "max_images": 2_000_000, "warmup_images": 0,
+                                                  "batch_size": 64, "ema_half_life_images": 20_000,
+                                                  "checkpoint_every_images": 50_000}}
+
+
+def add_parsers(sub, common) -> None:
+    a = sub.add_parser("train-autoencoder", help="train the autoencoder of latent diffusion (images, sequences, rows)",
+                       description="Train a KL-regularized VAE through the training loop as the autoencoder of a "
+                                   "latent diffusion model: 2-D convolutions for images (latents at 1/4 of the size), "
+                                   "1-D convolutions for sequences, an MLP for table rows, chosen from the data's "
+                                   "shape. Writes checkpoint.safetensors, report.md (its ELBO term by term and the "
+                                   "round-trip error on the test split), recon.png and samples.png; then train a "
+                                   "diffusion model on its latents with difflab train --latent OUT.")
+    a.add_argument("--data", default="mnist",
+                   help="mnist, folder, npz (images), co2 (sequences), breast_cancer, wine (table rows) (sets data.name)")
+    a.add_argument("--data-path", help="folder of images or .npz file (sets data.path)")
+    a.add_argument("--config", help="YAML file with sections data, vae and train")
+    a.add_argument("--out", default="runs/autoencoder", help="run folder (default: runs/autoencoder)")
+    a.add_argument("--minutes", type=float, help="training time budget (sets train.minutes)")
+    a.add_argument("--max-images", type=int, help="stop after this many examples (sets train.max_images)")
+    a.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint in --out")
+    a.add_argument("--eval-images", type=int, default=512, help="test examples for the report (default: 512)")
+    common(a, example="vae.kl_weight=0.1 --set vae.latent_channels=8")
+
+
+def body_flags(data) -> list[str]:
+    """vae.body, vae.in_channels and vae.downsample for the data's shape."""
+    from difflab.data.build import build_dataset
+
+    x = build_dataset(replace(data, limit=1)).x
+    if x.ndim == 4:  # images: latents at 1/4 of the size where it divides
+        down = 2 if x.shape[2] % 4 == 0 and x.shape[3] % 4 == 0 else int(x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0)
+        return ["vae.body=conv2d", f"vae.in_channels={x.shape[1]}", f"vae.downsample={down}"]
+    if x.ndim == 3:
+        return ["vae.body=conv1d", f"vae.in_channels={x.shape[1]}", f"vae.downsample={2 if x.shape[2] % 4 == 0 else 0}"]
+    return ["vae.body=mlp", f"vae.in_channels={x.shape[1]}", "vae.downsample=0", f"vae.latent_channels={max(2, x.shape[1] // 3)}"]
+
+
+def cmd_train_autoencoder(args: argparse.Namespace) -> int:
+    from difflab.cli.main import _resume_base
+    from difflab.config import build_config, load_yaml, merge
+    from difflab.train.vae import train_vae
+
+    if args.eval_images < 2:
+        raise UserError(f"--eval-images must be at least 2, got {args.eval_images}")
+    flags = [f"data.name={args.data}"] + ([f"data.path={args.data_path}"] if args.data_path else [])
+    flags += [f"train.minutes={args.minutes}"] if args.minutes is not None else []
+    flags += [f"train.max_images={args.max_images}"] if args.max_images is not None else []
+    base = _resume_base(Path(args.out)) if args.resume else None
+    if base is None:
+        probe = build_config(args.config, flags + args.set)
+        flags = body_flags(probe.data) + flags
+    base = merge(base if base is not None else AUTOENCODER_DEFAULTS, load_yaml(args.config) if args.config else {})
+    cfg = build_config(None, flags + args.set, base=base)
+    if cfg.model != "vae":
+        raise UserError(f"difflab train-autoencoder trains model=vae, not {cfg.model!r}: drop model from the config")
+    train_vae(cfg, args.out, resume=args.resume, eval_images=args.eval_images, log=_log(args), progress=not args.quiet)
+    return 0
+
+
+def latent_flags(run: str, data_given: bool) -> list[str]:
+    """What `train --latent RUN` sets: data.latent, the autoencoder's data (unless --data names other data of the
+    same shape), and the network for the latent: a U-Net for image latents (as many levels as the size halves, up
+    to 3), an MLP for vector latents."""
+    from difflab.data.dataset import DataConfig
+    from difflab.latent.codec import load_codec
+
+    codec = load_codec(DataConfig(latent=run), scale=1.0)
+    flags = [f"data.latent={codec.run.resolve()}"]
+    if not data_given:
+        d = codec.data
+        flags += [f"data.name={d.name}", f"data.image_size={d.image_size}", f"data.channels={d.channels}"]
+        flags += [f"data.path={d.path}"] if d.path else []
+    shape = codec.latent_shape
+    if len(shape) == 3:
+        levels = next(k for k in (3, 2, 1) if shape[1] % 2 ** (k - 1) == 0 and shape[2] % 2 ** (k - 1) == 0)
+        flags += ["arch=unet", f"unet.in_channels={shape[0]}", f"unet.channel_mult={[1, 2, 2][:levels]}",
+                  f"unet.attention_levels=[{levels - 1}]"]
+    else:
+        flags += ["arch=mlp", f"mlp.dim={shape[0]}"]
+    return flags

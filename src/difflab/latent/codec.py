@@ -1,0 +1,116 @@
+"""The autoencoder interface of latent diffusion (seed: 'combine VAEs with a diffusion prior'): a trained VAE run
+seen as encode, decode and scale, so that every sampler, guidance and evaluation works on z unchanged.
+
+    z = scale * (mu(x) + s(x) eps)        the latent the diffusion model sees: one sample of q(z | x), scaled
+    x = decoder(z / scale)                  the mean of p(x | z)
+
+`scale` is fixed from data statistics when the latent run starts (1 / std of the training latents, so z has unit
+variance as the schedules assume), written into the run's config and checkpoint, and never recomputed. The
+autoencoder's checkpoint is pinned by its sha256: a latent run whose autoencoder is missing, changed or of another
+shape is refused in one line.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from difflab.data.dataset import DataConfig, DataSpec
+from difflab.errors import UserError
+from difflab.latent.vae import HierarchicalVAE
+from difflab.noise import NoiseSource
+from difflab.utils import file_digest
+
+SCALE_EXAMPLES = 10_000  # training examples whose latents fix the scale
+
+
+def pixel_config(data: DataConfig) -> DataConfig:
+    """The data config of the data itself (no latent fields)."""
+    return replace(data, latent="", latent_scale=0.0, latent_sha256="")
+
+
+@dataclass(frozen=True, eq=False)
+class Codec:
+    """A trained VAE as the autoencoder of a latent run."""
+
+    vae: HierarchicalVAE  # frozen, eval mode (the live weights)
+    run: Path
+    sha256: str
+    spec: DataSpec  # the data the autoencoder encodes (pixels, rows or sequences)
+    scale: float  # z = scale * (latent of the VAE)
+    data: DataConfig  # the data config the autoencoder was trained on
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Image latents stay (c, h, w) for a U-Net; sequence and row latents are vectors (d,) for an MLP."""
+        shape = self.vae.latent_shape(self.spec.shape)
+        return shape if len(shape) == 3 else (math.prod(shape),)
+
+    def check_data(self, shape: tuple[int, ...]) -> None:
+        if tuple(shape) != tuple(self.spec.shape):
+            raise UserError(f"the autoencoder {self.run} encodes data of shape {tuple(self.spec.shape)}, this data is "
+                            f"{tuple(shape)}: train on its data (drop --data) or train an autoencoder for this data")
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, noise: Optional[NoiseSource] = None) -> Tensor:
+        """(B, *data) -> (B, *latent): scale * a sample of q(z | x) (noise None: its mean)."""
+        self.check_data(tuple(x.shape[1:]))
+        mean, logvar = self.vae.encode(x)
+        z = mean if noise is None else mean + torch.exp(0.5 * logvar) * noise.randn_like(mean)
+        return self.scale * z.reshape(len(z), *self.latent_shape)
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        """(B, *latent) -> (B, *data): the mean of p(x | z / scale), clamped to the data's range."""
+        z = z.reshape(len(z), *self.vae.latent_shape(self.spec.shape))
+        x = self.vae.decode(z.to(next(self.vae.parameters()).device) / self.scale)
+        return x.clamp(*self.spec.value_range) if self.spec.value_range is not None else x
+
+
+def load_codec(data: DataConfig, scale: Optional[float] = None, check: bool = True) -> Codec:
+    """The autoencoder run data.latent names, checked against data.latent_sha256 (when recorded); `scale` defaults
+    to data.latent_scale."""
+    from difflab.train.run import load_run
+    from difflab.train.store import LATEST
+
+    run = Path(data.latent)
+    ckpt = run / LATEST if run.is_dir() else run
+    if not ckpt.is_file():
+        raise UserError(f"the autoencoder run {data.latent} of this latent run is missing (no {ckpt}): restore it, or "
+                        "train one with difflab train-autoencoder and point data.latent at it")
+    digest = file_digest(ckpt)
+    if check and data.latent_sha256 and digest != data.latent_sha256:
+        raise UserError(f"the autoencoder {ckpt} changed since this latent run was trained (sha256 {digest[:12]}, "
+                        f"trained with {data.latent_sha256[:12]}): restore that checkpoint or retrain the latent run")
+    loaded = load_run(ckpt, model="vae")
+    vae = loaded.net.requires_grad_(False).eval()  # the live weights, as the autoencoder's own report
+    return Codec(vae, ckpt.parent if run.is_file() else run, digest, loaded.spec,
+                 data.latent_scale if scale is None else scale, loaded.cfg.data)
+
+
+def resolve_latent(data: DataConfig, pixels: Tensor) -> DataConfig:
+    """data with latent_sha256 recorded and latent_scale fixed (1 / std of the latents of up to SCALE_EXAMPLES
+    training examples `pixels`) unless already set."""
+    codec = load_codec(data, scale=1.0, check=False)
+    if data.latent_sha256 and data.latent_sha256 != codec.sha256:
+        load_codec(data)  # says in one line that the autoencoder changed
+    scale = data.latent_scale
+    if not scale:
+        x = pixels[:SCALE_EXAMPLES]
+        z = torch.cat([codec.encode(x[i: i + 500], NoiseSource.for_indices(0, range(i, i + len(x[i: i + 500]))))
+                       for i in range(0, len(x), 500)])
+        scale = float(1.0 / z.double().std())
+    return replace(data, latent=str(codec.run.resolve()), latent_scale=scale, latent_sha256=codec.sha256)
+
+
+def encode_dataset(data, codec: Codec, seed: int):
+    """ImageData of pixels -> ImageData of latents (one sample of q(z | x) per example, example k from stream
+    (seed, k)), labels and captions kept."""
+    x = data.x
+    z = torch.cat([codec.encode(x[i: i + 500], NoiseSource.for_indices(seed, range(i, i + len(x[i: i + 500]))))
+                   for i in range(0, len(x), 500)])
+    return replace(data, x=z.float().contiguous(), quantized=False, value_range=None, space="latent")
