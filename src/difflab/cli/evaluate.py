@@ -50,7 +50,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
         pipe = load(args.run)
         sets = [pipe.sample(args.num, sampler=args.sampler, nfe=args.nfe, seed=1000 * (k + 1), log=log,
                             progress=not args.quiet) for k in range(args.seeds)]
-        if not pipe.spec.is_image:
+        if not pipe.data_spec.is_image:
             print(_scorer(pipe, args, ("fid",), log)(sets).table())
             return 0
         sets = [_images(x) for x in sets]
@@ -77,7 +77,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     score = _scorer(pipe, args, ("fid",), log)
     points = nfe_sweep(pipe, samplers, nfes, args.num, args.seeds, score, log=log)
     out = args.out or (args.run if Path(args.run).is_dir() else str(Path(args.run).parent))
-    what = f"{points[0].metric} ({args.features} features)" if pipe.spec.is_image else "sliced W2"
+    what = f"{points[0].metric} ({args.features} features)" if pipe.data_spec.is_image else "sliced W2"
     js, png = write_sweep(points, out, f"{Path(args.run).name}: {what} against NFE, {args.num} samples x "
                                         f"{args.seeds} seeds")
     log(f"wrote {png} and {js}")
@@ -96,11 +96,13 @@ def _reference(pipe, args: argparse.Namespace):
     from difflab.eval.features import get_extractor
     from difflab.eval.quality import load_images
 
+    from difflab.latent.codec import pixel_config
+
     if args.reference in ("test", "train"):
-        data = pipe.cfg.data if pipe is not None and pipe.cfg.data.name != "mnist" else \
+        data = pixel_config(pipe.cfg.data) if pipe is not None and pipe.cfg.data.name != "mnist" else \
             DataConfig(name="mnist", split=args.reference)
-        if pipe is not None and data.name == "mnist" and pipe.spec.shape[-1] != 28:
-            data = DataConfig(name="mnist", split=args.reference, image_size=pipe.spec.shape[-1])
+        if pipe is not None and data.name == "mnist" and pipe.data_spec.shape[-1] != 28:
+            data = DataConfig(name="mnist", split=args.reference, image_size=pipe.data_spec.shape[-1])
         ref, ref_name = _images(build_dataset(data).x), f"{data.name} {data.split if data.name == 'mnist' else 'data'}"
     else:
         ref, ref_name = load_images(args.reference), args.reference
@@ -113,8 +115,10 @@ def _scorer(pipe, args: argparse.Namespace, metrics, log):
     from difflab.data.build import build_dataset
     from difflab.eval.quality import evaluate_images, evaluate_points
 
-    if not pipe.spec.is_image:
-        ref = build_dataset(pipe.cfg.data).x
+    from difflab.latent.codec import pixel_config
+
+    if not pipe.data_spec.is_image:
+        ref = build_dataset(pixel_config(pipe.cfg.data)).x
         return lambda sets: evaluate_points(sets, ref, f"{pipe.cfg.data.name} (training data)")
     ref, ref_name, extractor = _reference(pipe, args)
     return lambda sets: evaluate_images([_images(x) for x in sets], ref, extractor, metrics, ref_name, log=log)

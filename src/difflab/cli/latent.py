@@ -74,12 +74,13 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
 def latent_flags(run: str, data_given: bool) -> list[str]:
     """What `train --latent RUN` sets: data.latent, the autoencoder's data (unless --data names other data of the
     same shape), and the network for the latent: a U-Net for image latents (as many levels as the size halves, up
-    to 3), an MLP for vector latents."""
+    to 3), an MLP for vector latents; v-prediction (latents are unbounded: x0 cannot be clipped, and an eps-prediction's
+    x0 = (x_t - sigma eps) / alpha amplifies its error at high noise, which few-step samplers do not average out)."""
     from difflab.data.dataset import DataConfig
     from difflab.latent.codec import load_codec
 
     codec = load_codec(DataConfig(latent=run), scale=1.0)
-    flags = [f"data.latent={codec.run.resolve()}"]
+    flags = [f"data.latent={codec.run.resolve()}", "train.parameterization=v"]
     if not data_given:
         d = codec.data
         flags += [f"data.name={d.name}", f"data.image_size={d.image_size}", f"data.channels={d.channels}"]

@@ -143,8 +143,9 @@ def view(op, y: Tensor, shape: tuple[int, ...]) -> Tensor:
         v = mag / mag.flatten(1).amax(1).clamp_min(1e-6).reshape(-1, 1, 1, 1) * 2 - 1
     elif op.has_pinv:
         return op.pinv(y)
-    else:  # a sinogram (views x N), stretched to the image size
-        v = y / y.flatten(1).abs().amax(1).clamp_min(1e-6).reshape(-1, 1, 1, 1) * 2 - 1
+    else:  # a sinogram (views x N), its own range to [-1, 1] (ray sums of a [-1, 1] image are mostly negative)
+        lo, hi = (v.reshape(-1, 1, 1, 1) for v in (y.flatten(1).amin(1), y.flatten(1).amax(1)))
+        v = (y - lo) / (hi - lo).clamp_min(1e-6) * 2 - 1
     return torch.nn.functional.interpolate(v.float(), size=shape[-2:], mode="nearest").clamp(-1, 1)
 
 

@@ -95,22 +95,18 @@ def load_codec(data: DataConfig, scale: Optional[float] = None, check: bool = Tr
 def resolve_latent(data: DataConfig, pixels: Tensor) -> DataConfig:
     """data with latent_sha256 recorded and latent_scale fixed (1 / std of the latents of up to SCALE_EXAMPLES
     training examples `pixels`) unless already set."""
-    codec = load_codec(data, scale=1.0, check=False)
-    if data.latent_sha256 and data.latent_sha256 != codec.sha256:
-        load_codec(data)  # says in one line that the autoencoder changed
-    scale = data.latent_scale
-    if not scale:
-        x = pixels[:SCALE_EXAMPLES]
-        z = torch.cat([codec.encode(x[i: i + 500], NoiseSource.for_indices(0, range(i, i + len(x[i: i + 500]))))
-                       for i in range(0, len(x), 500)])
-        scale = float(1.0 / z.double().std())
+    codec = load_codec(data, scale=1.0)  # a recorded sha256 that differs is refused here
+    scale = data.latent_scale or float(1.0 / encode_all(codec, pixels[:SCALE_EXAMPLES], 0).double().std())
     return replace(data, latent=str(codec.run.resolve()), latent_scale=scale, latent_sha256=codec.sha256)
 
 
+def encode_all(codec: Codec, x: Tensor, seed: int, batch: int = 500) -> Tensor:
+    """(N, *latent): one sample of q(z | x) per example, example k from noise stream (seed, k), scaled."""
+    return torch.cat([codec.encode(x[i: i + batch], NoiseSource.for_indices(seed, range(i, min(i + batch, len(x)))))
+                      for i in range(0, len(x), batch)])
+
+
 def encode_dataset(data, codec: Codec, seed: int):
-    """ImageData of pixels -> ImageData of latents (one sample of q(z | x) per example, example k from stream
-    (seed, k)), labels and captions kept."""
-    x = data.x
-    z = torch.cat([codec.encode(x[i: i + 500], NoiseSource.for_indices(seed, range(i, i + len(x[i: i + 500]))))
-                   for i in range(0, len(x), 500)])
+    """ImageData of pixels -> ImageData of latents (encode_all), labels and captions kept."""
+    z = encode_all(codec, data.x, seed)
     return replace(data, x=z.float().contiguous(), quantized=False, value_range=None, space="latent")

@@ -60,17 +60,19 @@ class VAEConfig:
 def _stack(body: str, c_in: int, c_out: int, width: int, down: int, up: int) -> nn.Sequential:
     """conv -> [GN, SiLU, strided conv] * down -> [GN, SiLU, upsample, conv] * up -> GN, SiLU, conv to c_out
     (1-D or 2-D convolutions; body mlp: the same with linear layers and no resampling)."""
-    if body == "mlp":
+    if body == "mlp":  # one group: a layer norm over the features (a group per feature would zero them all)
         layer = lambda i, o, stride=1: nn.Linear(i, o)  # noqa: E731
+        norm = lambda c: nn.GroupNorm(1, c)  # noqa: E731
     else:
         conv = nn.Conv2d if body == "conv2d" else nn.Conv1d
         layer = lambda i, o, stride=1: conv(i, o, 3, stride=stride, padding=1)  # noqa: E731
+        norm = group_norm
     layers: list[nn.Module] = [layer(c_in, width)]
     for _ in range(down):
-        layers += [group_norm(width), nn.SiLU(), layer(width, width, 2)]
+        layers += [norm(width), nn.SiLU(), layer(width, width, 2)]
     for _ in range(up):
-        layers += [group_norm(width), nn.SiLU(), nn.Upsample(scale_factor=2.0, mode="nearest"), layer(width, width)]
-    layers += [group_norm(width), nn.SiLU(), layer(width, width), group_norm(width), nn.SiLU(), layer(width, c_out)]
+        layers += [norm(width), nn.SiLU(), nn.Upsample(scale_factor=2.0, mode="nearest"), layer(width, width)]
+    layers += [norm(width), nn.SiLU(), layer(width, width), norm(width), nn.SiLU(), layer(width, c_out)]
     return nn.Sequential(*layers)
 
 
