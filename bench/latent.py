@@ -103,8 +103,7 @@ def mnist(minutes: float, ae_minutes: float, num: int) -> list[dict]:
         nll = evaluate_nll(load_run(run_dir), num_images=256, num_t=32, progress=False, log=lambda s: None)
         judge = judge_samples(samples[name][0][..., 0] if samples[name][0].ndim == 4 else samples[name][0])
         trained_s = json.loads((run_dir / "summary.json").read_text())["seconds"]["training"]
-        ae_s = json.loads((ae / "summary.json").read_text())["seconds"]["training"] if name == "latent" and \
-            (ae / "summary.json").exists() else None
+        ae_s = json.loads((ae / "metrics.jsonl").read_text().splitlines()[-1])["seconds"] if name == "latent" else None
         rows.append({"model": name, "train_steps_per_s": round(steps_per_second(run_dir), 2),
                      "train_s": round(trained_s), "autoencoder_train_s": ae_s,
                      "sample_s_per_1000": round(min(seconds[name]) * 1000 / num, 1),

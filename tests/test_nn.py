@@ -62,7 +62,7 @@ def test_input_checks_and_config_errors():
         net.check_input(torch.zeros(1, 1, 30, 30))
     with pytest.raises(UserError, match="in_channels"):
         net.check_input(torch.zeros(1, 3, 28, 28))
-    for bad in (dict(in_channels=2), dict(attention_levels=(5,)), dict(num_res_blocks=0), dict(dropout=1.0)):
+    for bad in (dict(in_channels=0), dict(attention_levels=(5,)), dict(num_res_blocks=0), dict(dropout=1.0)):
         with pytest.raises(UserError):
             UNetConfig(**bad)
     with pytest.raises(UserError, match="mlp.dim"):

@@ -105,9 +105,13 @@ class Pipeline:
         """What the samples are once decoded: the data itself (a latent run: what its autoencoder encodes)."""
         return self.codec.spec if self.codec is not None else self.spec
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Model space -> data space: a latent run's decoder (on the CPU), else the identity."""
-        return self.codec.decode(z).cpu() if self.codec is not None else z
+    def decode(self, z: Tensor, seed: int = 0) -> Tensor:
+        """Model space -> data space: a latent run's decoder (on the CPU; rows and sequences draw the decoder's
+        noise, example k from stream (seed + 5_000_011, k): apart from the sampler's), else the identity."""
+        if self.codec is None:
+            return z
+        noise = NoiseSource.for_indices(seed + 5_000_011, range(len(z)), z.device) if self.codec.samples_decoder else None
+        return self.codec.decode(z, noise).cpu()
 
     def encode(self, x: Tensor, seed: int = 0) -> Tensor:
         """Data space -> model space: a latent run's scaled latents (a sample of q(z | x), example k from stream
@@ -269,7 +273,7 @@ class Pipeline:
                          callback=callback, sampler=sampler or plan.spec.fn, init=init,
                          for_rows=rows if for_rows is not None else None,
                          **plan.options)
-            x = self.decode(x)
+            x = self.decode(x, sc.seed)
         bar.close()
         return x
 

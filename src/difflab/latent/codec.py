@@ -63,11 +63,20 @@ class Codec:
         z = mean if noise is None else mean + torch.exp(0.5 * logvar) * noise.randn_like(mean)
         return self.scale * z.reshape(len(z), *self.latent_shape)
 
+    @property
+    def samples_decoder(self) -> bool:
+        """Whether decoding draws from p(x | z) rather than taking its mean: for rows and sequences, whose model is
+        p(x | z) itself (the bound is that distribution's); images show the mean, as decoded images usually do."""
+        return not self.spec.is_image
+
     @torch.no_grad()
-    def decode(self, z: Tensor) -> Tensor:
-        """(B, *latent) -> (B, *data): the mean of p(x | z / scale), clamped to the data's range."""
+    def decode(self, z: Tensor, noise: Optional[NoiseSource] = None) -> Tensor:
+        """(B, *latent) -> (B, *data): the mean of p(x | z / scale) or, with `noise`, a draw from it (the decoder's
+        Gaussian); clamped to the data's range."""
         z = z.reshape(len(z), *self.vae.latent_shape(self.spec.shape))
         x = self.vae.decode(z.to(next(self.vae.parameters()).device) / self.scale)
+        if noise is not None:
+            x = x + self.vae.log_scale.exp() * noise.randn_like(x)
         return x.clamp(*self.spec.value_range) if self.spec.value_range is not None else x
 
 
