@@ -11,6 +11,7 @@ tuned on validation images apart from the test images.
   ct        textured ellipse phantoms (64 x 64)      held-out phantoms and Shepp-Logan, 30 views, low dose
   mri-ood   the brain prior                          pydicom's MR_small, matplotlib's sample MRI (other anatomy)
   ct-ood    the phantom prior                        pydicom's CT_small (a real CT slice)
+  *-photo   photo patches (32 x 32, scikit-image)    inpaint / superres / deblur on patches of a held-out photo
 
   .venv/bin/python bench/inverse.py --minutes 10          # trains the three priors (10 min each), then measures
   .venv/bin/python bench/inverse.py --tasks mri,ct --num 16
@@ -51,12 +52,15 @@ from mnist_recipes import cpu_flags  # noqa: E402
 OUT = ROOT / "bench" / "out" / "inverse"
 PRIORS = {"mnist": ["data.name=mnist"], "mnist_sr4": ["data.name=mnist", "unet.lowres_factor=4"],
           "brain": ["data.name=brain", "unet.channel_mult=[1,2,2,2]", "unet.attention_levels=[3]"],
-          "phantoms": ["data.name=phantoms", "unet.channel_mult=[1,2,2,2]", "unet.attention_levels=[3]"]}
+          "phantoms": ["data.name=phantoms", "unet.channel_mult=[1,2,2,2]", "unet.attention_levels=[3]"],
+          "photos": ["data.name=photos"]}
 TASK_PRIOR = {"inpaint": "mnist", "superres": "mnist", "deblur": "mnist", "mri": "brain", "ct": "phantoms",
-              "mri-ood": "brain", "ct-ood": "phantoms"}
+              "mri-ood": "brain", "ct-ood": "phantoms", "inpaint-photo": "photos", "superres-photo": "photos",
+              "deblur-photo": "photos"}
 METHODS = {"inpaint": ("project", "repaint", "dps", "dds", "moment"), "superres": ("project", "dps", "dds", "moment"),
            "deblur": ("dps", "dds", "moment"), "mri": ("project", "dps", "dds", "moment"), "ct": ("dps", "dds", "moment")}
-METHODS.update({"mri-ood": METHODS["mri"], "ct-ood": METHODS["ct"]})
+METHODS.update({"mri-ood": METHODS["mri"], "ct-ood": METHODS["ct"], "inpaint-photo": METHODS["inpaint"],
+                "superres-photo": METHODS["superres"], "deblur-photo": METHODS["deblur"]})
 LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 NSRS = (1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -87,6 +91,8 @@ def images(task: str, split: str, n: int, seed: int) -> torch.Tensor:
     if prior == "mnist":
         x = build_dataset(DataConfig(name="mnist", split="test")).x
         return x[seed * 1000: seed * 1000 + n]
+    if prior == "photos":  # test: the held-out image; validation: fresh patches of the training images
+        return build_dataset(DataConfig(name="photos", split="test" if seed == 0 else "train", limit=n, seed=seed)).x
     if prior == "brain":
         x = build_dataset(DataConfig(name="brain", split="test")).x
         return x[seed::2][:n]  # alternate levels for validation (seed 1) and test (seed 0)
@@ -137,7 +143,7 @@ def main() -> None:
     rows = []
     for task in tasks:
         pipe = difflab.load(runs[TASK_PRIOR[task]])
-        base = task.removesuffix("-ood")
+        base = task.removesuffix("-ood").removesuffix("-photo")
         tc = TaskConfig(base, noise_std=args.ct_noise if base == "ct" else TaskConfig.noise_std)
         lam, nsr = tune(task, tc, tuple(pipe.shape))
         zeta, iters = tune_diffusion(task, tc, pipe, args.nfe, args.sampler)
@@ -151,7 +157,7 @@ def main() -> None:
                                  iters=iters if method == "dds" else None)
             tag = {"dps": f" (zeta {zeta:g})", "dds": f" ({iters} CG steps)"}.get(method, "")
             results[f"diffusion: {method}{tag}"] = (r, time.perf_counter() - t0)
-        if task == "superres":
+        if task == "superres":  # the conditional run is an MNIST one
             t0 = time.perf_counter()
             r = posterior_sample(difflab.load(runs["mnist_sr4"]), op, y, "conditional", nfe=args.nfe,
                                  sampler=args.sampler, seed=0)

@@ -57,6 +57,18 @@ def _phantoms(cfg: DataConfig) -> ImageData:
     return ImageData(x=to_unit_range(to_uint8(x)), **PIXELS)
 
 
+PHOTO_PATCHES = {"train": 20_000, "test": 200}  # patches per split
+
+
+def _photos(cfg: DataConfig) -> ImageData:
+    """Greyscale 32 x 32 patches of scikit-image's photos; the test split from an image no training patch sees."""
+    from difflab.data.photos import photo_patches
+
+    n = cfg.limit or PHOTO_PATCHES[cfg.split]
+    x = photo_patches(cfg.split, n, cfg.image_size or 32, cfg.seed)  # integers 0..255
+    return ImageData(x=to_unit_range(to_uint8(x / 127.5 - 1)), **PIXELS)
+
+
 def _table(cfg: DataConfig) -> ImageData:
     """scikit-learn's breast-cancer / wine rows (N, D), standardized by the training rows, with their labels."""
     from difflab.data.tables import table
@@ -77,6 +89,7 @@ _LOADERS: dict[str, Callable[[DataConfig], ImageData]] = {
     "mnist_pairs": _mnist_pairs,
     "brain": _brain,
     "phantoms": _phantoms,
+    "photos": _photos,
     "folder": lambda cfg: load_folder(cfg.path, cfg.image_size, cfg.channels, cfg.limit),
     "npz": lambda cfg: load_npz(cfg.path),
     "moons": lambda cfg: two_moons(cfg.num_points, cfg.seed),

@@ -9,12 +9,12 @@ from torch import Tensor
 
 from difflab.errors import UserError
 
-IMAGE_SETS = ("mnist", "mnist_pairs", "brain", "phantoms", "folder", "npz")  # x is (N, C, H, W)
+IMAGE_SETS = ("mnist", "mnist_pairs", "brain", "phantoms", "photos", "folder", "npz")  # x is (N, C, H, W)
 TOY_SETS = ("moons", "swiss_roll", "gmm")  # x is (N, D): points, not images
 TABLE_SETS = ("breast_cancer", "wine")  # x is (N, D): standardized table rows
 SERIES_SETS = ("co2",)  # x is (N, 1, L): windows of a time series
 DATASET_NAMES = IMAGE_SETS + TOY_SETS + TABLE_SETS + SERIES_SETS
-SPLIT_SETS = ("mnist", "mnist_pairs", "brain", "phantoms") + TABLE_SETS + SERIES_SETS  # with a held-out test split
+SPLIT_SETS = ("mnist", "mnist_pairs", "brain", "phantoms", "photos") + TABLE_SETS + SERIES_SETS  # with a held-out test split
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _is_int(value: object) -> bool:
 class DataConfig:
     """Which dataset to build and how to preprocess it (the `data:` section of a config)."""
 
-    name: str = "mnist"  # mnist, mnist_pairs (two digits side by side, captioned), brain (MNI152 axial slices), phantoms (CT ellipses), folder, npz, moons, swiss_roll, gmm, breast_cancer, wine (table rows), co2 (weekly CO2 windows)
+    name: str = "mnist"  # mnist, mnist_pairs (two digits side by side, captioned), brain (MNI152 axial slices), phantoms (CT ellipses), photos (scikit-image photo patches), folder, npz, moons, swiss_roll, gmm, breast_cancer, wine (table rows), co2 (weekly CO2 windows)
     path: str = ""  # folder of images (folder) or .npz file (npz); unused otherwise
     split: str = "train"  # MNIST split: train or test
     limit: int = 0  # 0 = all examples; else keep the first N

@@ -13,7 +13,8 @@ from difflab.train.checkpoint import read_meta
 from difflab.train.loop import CHECKPOINT
 from difflab.train.state import load_state
 
-WHAT = {"diffusion": "a diffusion run folder from `difflab train`", "vae": "a VAE run from `difflab vae`",
+WHAT = {"diffusion": "a diffusion run folder from `difflab train`",
+        "vae": "a VAE run from `difflab vae` or `difflab train-autoencoder`",
         "classifier": "a classifier run (difflab train --set model=classifier)"}
 
 
