@@ -139,22 +139,6 @@ def make_parser() -> Parser:
     x.add_argument("--out", required=True, help="folder to write encoder.pt and tokenizer.json into")
     _common(x, config=False)
 
-    v = sub.add_parser("vae", help="train a VAE or hierarchical VAE by its ELBO and report the bound",
-                       description="Train a convolutional VAE (vae.levels=1) or a Markovian hierarchical VAE "
-                                   "(vae.levels>1) by its ELBO through the training loop of `difflab train` (EMA, "
-                                   "checkpoints, --resume, torchrun); writes checkpoint.safetensors, samples.png, "
-                                   "recon.png, metrics.jsonl and report.md with the bound term by term on the test "
-                                   "split.")
-    v.add_argument("--config", help="YAML file with sections data, vae and train")
-    v.add_argument("--out", default="runs/vae", help="run folder (default: runs/vae)")
-    v.add_argument("--levels", type=int, help="latent levels (sets vae.levels)")
-    v.add_argument("--minutes", type=float, help="training time budget; a resumed run's is its total "
-                                               "(sets train.minutes)")
-    v.add_argument("--max-images", type=int, help="stop after this many images (sets train.max_images)")
-    v.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint in --out")
-    v.add_argument("--eval-images", type=int, default=512, help="test images for the reported bound (default: 512)")
-    _common(v, example="train.lr=1e-3 --set vae.width=64")
-
     e = sub.add_parser("eval", help="evaluate a trained run (nll: the ELBO in bits/dim)",
                        description="Evaluate a trained run.")
     esub = e.add_subparsers(dest="what", required=True, parser_class=Parser, metavar="WHAT")
@@ -480,22 +464,9 @@ def cmd_export_text(args: argparse.Namespace) -> int:
 
 
 def cmd_vae(args: argparse.Namespace) -> int:
-    from difflab.config import build_config, load_yaml, merge
-    from difflab.train.vae import VAE_DEFAULTS, train_vae
+    from difflab.cli.latent import cmd_vae as run
 
-    flags = [f"vae.levels={args.levels}"] if args.levels is not None else []
-    flags += [f"train.minutes={args.minutes}"] if args.minutes is not None else []
-    flags += [f"train.max_images={args.max_images}"] if args.max_images is not None else []
-    if args.eval_images < 2:
-        raise UserError(f"--eval-images must be at least 2, got {args.eval_images}")
-    base = _resume_base(Path(args.out)) if args.resume else None
-    base = merge(base if base is not None else VAE_DEFAULTS, load_yaml(args.config) if args.config else {})
-    cfg = build_config(None, flags + args.set, base=base)
-    if cfg.model != "vae":
-        raise UserError(f"difflab vae trains model=vae, not {cfg.model!r}: drop model from the config")
-    train_vae(cfg, args.out, resume=args.resume, eval_images=args.eval_images, log=_log(args),
-              progress=not args.quiet)
-    return 0
+    return run(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

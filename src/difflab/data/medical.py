@@ -20,17 +20,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from difflab.errors import UserError
+from difflab.errors import need
 
 TRAIN_LEVELS = tuple(range(30, 105)) + tuple(range(140, 160))  # axial z (mm) of the 1 mm template
 TEST_LEVELS = tuple(range(115, 130))  # held out, >= 10 mm from every training level
 
-
-def _need(module: str, package: str):
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError:
-        raise UserError(f"this dataset needs the package {package}: pip install {package} (make setup installs it)") from None
 
 
 def to_unit(img: np.ndarray) -> np.ndarray:
@@ -63,7 +57,7 @@ def _augment(x: Tensor, copies: int, seed: int) -> Tensor:
 def brain_slices(size: int = 64, split: str = "train", copies: int = 8, seed: int = 0) -> Tensor:
     """Axial MNI152 slices (N, 1, size, size): the training levels (each with `copies` augmented variants) or the
     held-out levels (unaugmented)."""
-    datasets = _need("nilearn.datasets", "nilearn")
+    datasets = need("nilearn.datasets", "nilearn")
     vol = np.asarray(datasets.load_mni152_template(resolution=1).get_fdata(), dtype=np.float32)  # (197, 233, 189)
     levels = TRAIN_LEVELS if split == "train" else TEST_LEVELS
     sl = vol[:, 20:217, list(levels)].transpose(2, 1, 0)[:, ::-1]  # (N, 197 rows (anterior up), 197 cols)
@@ -108,14 +102,14 @@ def ellipse_phantoms(n: int, size: int = 64, seed: int = 0, texture: float = 0.0
 
 def shepp_logan(size: int = 64) -> Tensor:
     """scikit-image's Shepp-Logan phantom (1, 1, size, size) in [-1, 1]."""
-    data = _need("skimage.data", "scikit-image")
+    data = need("skimage.data", "scikit-image")
     x = torch.from_numpy(data.shepp_logan_phantom().astype(np.float32))[None, None]
     return resize(x * 2 - 1, size)
 
 
 def ood_medical(size: int = 64) -> dict[str, Tensor]:
     """Out-of-distribution test slices: pydicom's CT_small and MR_small, matplotlib's sample MRI; (1, 1, S, S) each."""
-    pydicom = _need("pydicom", "pydicom")
+    pydicom = need("pydicom", "pydicom")
     from pydicom.data import get_testdata_file
     import matplotlib.cbook as cbook
 

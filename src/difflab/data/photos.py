@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from difflab.errors import UserError
+from difflab.errors import need
 
 TRAIN_IMAGES = ("astronaut", "coffee", "rocket", "hubble_deep_field", "retina")
 TEST_IMAGES = ("chelsea",)
@@ -19,11 +19,7 @@ LUMA = np.array([0.299, 0.587, 0.114])
 
 def _image(name: str) -> torch.Tensor:
     """(1, 1, H / SHRINK, W / SHRINK) greyscale in [0, 255] (float)."""
-    try:
-        import skimage.data as data
-    except ImportError:
-        raise UserError("photo patches need scikit-image: pip install scikit-image (make setup installs it)") from None
-    img = getattr(data, name)().astype(np.float64) @ LUMA  # (H, W)
+    img = getattr(need("skimage.data", "scikit-image"), name)().astype(np.float64) @ LUMA  # (H, W)
     x = torch.from_numpy(img).float()[None, None]
     return F.avg_pool2d(x, SHRINK)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from difflab.errors import UserError
+from difflab.errors import need
 
 TABLES = ("breast_cancer", "wine")
 SERIES = ("co2",)
@@ -23,16 +23,10 @@ WINDOW = 64  # weeks per co2 window
 TRAIN_SHARE = 0.8
 
 
-def _need(module: str, package: str):
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError:
-        raise UserError(f"this dataset needs the package {package}: pip install {package} (make setup installs it)") from None
-
 
 def table(name: str, split: str) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(rows (N, D) float32 standardized by the training rows, labels (N,) int64, number of classes)."""
-    datasets = _need("sklearn.datasets", "scikit-learn")
+    datasets = need("sklearn.datasets", "scikit-learn")
     bunch = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine}[name]()
     x, y = np.asarray(bunch.data, np.float64), np.asarray(bunch.target, np.int64)
     order = np.random.default_rng(0).permutation(len(x))
@@ -45,7 +39,7 @@ def table(name: str, split: str) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 def co2_weeks() -> np.ndarray:
     """The weekly CO2 record in ppm (2,284 weeks), missing weeks linearly interpolated."""
-    sm = _need("statsmodels.api", "statsmodels")
+    sm = need("statsmodels.api", "statsmodels")
     v = sm.datasets.co2.load_pandas().data["co2"].to_numpy(np.float64).copy()
     gaps = np.isnan(v)
     v[gaps] = np.interp(np.flatnonzero(gaps), np.flatnonzero(~gaps), v[~gaps])
