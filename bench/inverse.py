@@ -45,7 +45,7 @@ from difflab.data.medical import ood_medical, shepp_logan  # noqa: E402
 from difflab.demo import DEMO  # noqa: E402
 from difflab.eval.grid import save_grid  # noqa: E402
 from difflab.inverse.metrics import quality  # noqa: E402
-from difflab.inverse.restore import TaskConfig, baselines, build_operator, posterior_sample  # noqa: E402
+from difflab.inverse.restore import TaskConfig, baselines, build_operator, posterior_mean, posterior_sample  # noqa: E402
 from difflab.cli.restore import view  # noqa: E402
 from mnist_recipes import cpu_flags  # noqa: E402
 
@@ -102,17 +102,21 @@ def images(task: str, split: str, n: int, seed: int) -> torch.Tensor:
 
 ZETAS = (1.0, 3.0, 10.0, 30.0)
 ITERS = (2, 5, 10, 20)
+STOCHASTIC = "euler_maruyama"  # DDS's alternative sampler: fresh noise each step (DDS itself uses DDIM with eta 0.85)
 
 
-def tune_diffusion(task: str, tc: TaskConfig, pipe, nfe: int, sampler: str) -> tuple[float, int]:
-    """DPS's step size and DDS's conjugate-gradient steps with the best mean PSNR on the validation images (as the
-    baselines' regularization is)."""
+def tune_diffusion(task: str, tc: TaskConfig, pipe, nfe: int, sampler: str) -> tuple[float, dict]:
+    """DPS's step size, and DDS's sampler, weight zeta and conjugate-gradient steps (one after the other), with the
+    best mean PSNR on the validation images (as the baselines' regularization is)."""
     x = images(task, "val", 8, seed=1)
     op = build_operator(tc, tuple(pipe.shape))
     y = op.measure(x, torch.Generator().manual_seed(1))
-    psnr = lambda method, **kw: quality(posterior_sample(pipe, op, y, method, nfe=nfe, sampler=sampler, **kw),  # noqa: E731
-                                        x)[0].mean()
-    return max(ZETAS, key=lambda z: psnr("dps", zeta=z)), max(ITERS, key=lambda k: psnr("dds", iters=k))
+    psnr = lambda method, **kw: quality(posterior_sample(pipe, op, y, method, nfe=nfe, **kw), x)[0].mean()  # noqa: E731
+    zeta = max(ZETAS, key=lambda z: psnr("dps", zeta=z, sampler=sampler))
+    dds = {"sampler": sampler, "zeta": 1.0, "iters": 10}
+    for key, options in (("sampler", (sampler, STOCHASTIC)), ("zeta", ZETAS + (float("inf"),)), ("iters", ITERS)):
+        dds[key] = max(options, key=lambda v: psnr("dds", **{**dds, key: v}))
+    return zeta, dds
 
 
 def tune(task: str, tc: TaskConfig, shape) -> tuple[float, float]:
@@ -135,6 +139,7 @@ def main() -> None:
     ap.add_argument("--nfe", type=int, default=50)
     ap.add_argument("--sampler", default="dpmpp_2m")
     ap.add_argument("--ct-noise", type=float, default=0.3, help="CT sinogram noise (ray sums average ~30)")
+    ap.add_argument("--samples", type=int, default=0, help="also the mean of this many DPS and DDS samples per image")
     args = ap.parse_args()
     tasks = args.tasks.split(",")
     runs = {TASK_PRIOR[t]: train(TASK_PRIOR[t], args.minutes) for t in tasks}
@@ -146,17 +151,22 @@ def main() -> None:
         base = task.removesuffix("-ood").removesuffix("-photo")
         tc = TaskConfig(base, noise_std=args.ct_noise if base == "ct" else TaskConfig.noise_std)
         lam, nsr = tune(task, tc, tuple(pipe.shape))
-        zeta, iters = tune_diffusion(task, tc, pipe, args.nfe, args.sampler)
+        zeta, dds = tune_diffusion(task, tc, pipe, args.nfe, args.sampler)
         x = images(task, "test", args.num, seed=0)
         op = build_operator(tc, tuple(pipe.shape))
         y = op.measure(x, torch.Generator().manual_seed(0))
         results = {k: (v, 0.0) for k, v in baselines(op, y, lam, nsr).items()}
+        settings = {m: {"sampler": args.sampler, "zeta": zeta} for m in METHODS[task]}
+        settings["dds"] = dds
+        tags = {"dps": f" (zeta {zeta:g})", "dds": f" ({dds['sampler']}, zeta {dds['zeta']:g}, {dds['iters']} CG steps)"}
         for method in METHODS[task]:
             t0 = time.perf_counter()
-            r = posterior_sample(pipe, op, y, method, nfe=args.nfe, sampler=args.sampler, seed=0, zeta=zeta,
-                                 iters=iters if method == "dds" else None)
-            tag = {"dps": f" (zeta {zeta:g})", "dds": f" ({iters} CG steps)"}.get(method, "")
-            results[f"diffusion: {method}{tag}"] = (r, time.perf_counter() - t0)
+            r = posterior_sample(pipe, op, y, method, nfe=args.nfe, seed=0, **settings[method])
+            results[f"diffusion: {method}{tags.get(method, '')}"] = (r, time.perf_counter() - t0)
+        for method in ("dps", "dds") if args.samples > 1 else ():
+            t0 = time.perf_counter()
+            r, _ = posterior_mean(pipe, op, y, method, args.samples, nfe=args.nfe, seed=0, **settings[method])
+            results[f"diffusion: {method}{tags[method]}, mean of {args.samples}"] = (r, time.perf_counter() - t0)
         if task == "superres":  # the conditional run is an MNIST one
             t0 = time.perf_counter()
             r = posterior_sample(difflab.load(runs["mnist_sr4"]), op, y, "conditional", nfe=args.nfe,

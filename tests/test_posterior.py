@@ -52,7 +52,7 @@ def draw(op, y, method, sampler="dpmpp_2m", steps=50, **kw):
         if method == "dps":
             return DPS(den, op, yy, SCHED, kw.get("zeta", 1.0)), None
         if method == "dds":
-            return DataConsistency(den, op, yy, iters=kw.get("iters", 10)), None
+            return DataConsistency(den, op, yy, SCHED, kw.get("iters", 10), kw.get("zeta", 1.0)), None
         return MomentProjection(den, op, yy, iters=8), None
 
     fn = resampled(spec.fn, kw["jumps"], SCHED) if "jumps" in kw else spec.fn
@@ -137,3 +137,32 @@ def test_data_consistency_keeps_the_measurements_and_its_bias_is_the_measured_am
     obs = op.mask.flatten().bool()
     assert float((m[obs] - y.flatten()[obs].double()).abs().max()) < 1e-5
     assert 0.2 < m_err < 0.6
+
+
+def test_data_consistency_solves_its_proximal_problem():
+    """With enough CG steps one DDS call returns argmin zeta ||y - A x||^2 / (2 s^2) + ||x - x0_hat||^2 / (2 r_t^2),
+    i.e. (A^T A + gamma I)^-1 (A^T y + gamma x0_hat) with gamma = s^2 / (zeta r_t^2), solved here densely; noiseless
+    measurements drop the proximal term (gamma = 0) and give A^+ y on the measured part."""
+    from difflab.precond import sigma_tilde
+
+    den = GaussianImages()
+    x_t = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(5))
+    t = torch.full((2,), 0.3)
+    x0_hat = den(x_t, t).x0.double().reshape(2, D)
+    A = torch.stack([Downsample(2, SHAPE).forward(e.reshape(1, *SHAPE).float()).flatten() for e in torch.eye(D)], 1)
+    A = A.double()  # (2, 8)
+    y = torch.tensor([[[[0.3, -0.2]]], [[[1.0, 0.5]]]])
+    st = sigma_tilde(SCHED, torch.tensor([0.3], dtype=torch.float64))
+    r2 = float(st**2 / (1 + st**2))
+    for noise, zeta in ((0.2, 1.0), (0.2, 4.0), (0.0, 1.0)):
+        op = Downsample(2, SHAPE, noise_std=noise)
+        x0 = DataConsistency(den, op, y, SCHED, iters=D, zeta=zeta)(x_t, t).x0.double().reshape(2, D)
+        gamma = noise**2 / (zeta * r2)
+        M = A.T @ A + gamma * torch.eye(D, dtype=torch.float64)
+        rhs = (A.T @ y.reshape(2, 2).double().T).T + gamma * x0_hat
+        if gamma > 0:
+            want = torch.linalg.solve(M, rhs.T).T
+        else:  # singular normal equations: CG from x0_hat keeps its null-space part, x0_hat + A^+ (y - A x0_hat)
+            want = x0_hat + (torch.linalg.pinv(A) @ (y.reshape(2, 2).double() - x0_hat @ A.T).T).T
+        assert torch.allclose(x0, want, atol=1e-4), (noise, zeta, (x0 - want).abs().max())
+        assert torch.allclose((A @ x0.T).T, y.reshape(2, 2).double(), atol=1e-4) == (gamma == 0)

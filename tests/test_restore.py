@@ -45,6 +45,31 @@ def test_every_task_restores_with_its_baselines(run, task, method):
         assert p.returncode == 0 and "consistency" in (run / "again" / "report.md").read_text(), p.stderr
 
 
+def test_samples_report_their_mean_and_spread(run):
+    """--samples K: the restoration is the mean of K different draws per image, their pixel std is saved beside it."""
+    import torch
+
+    from difflab import load
+    from difflab.inverse.restore import TaskConfig, build_operator, posterior_mean, posterior_sample
+
+    p = difflab("restore", "--task", "ct", "--run", "ph", "--data", "phantoms", "--num", "2", "--resize", "--method",
+                "dds", "--nfe", "4", "--iters", "3", "--samples", "3", "--noise", "0.3", "--out", "r_mean", "--quiet",
+                cwd=run)
+    assert p.returncode == 0, p.stderr
+    saved = np.load(run / "r_mean" / "restored.npz")
+    assert saved["images"].shape == saved["std"].shape == (2, 1, 32, 32) and saved["std"].max() > 0
+    assert "diffusion (dds, mean of 3)" in json.loads((run / "r_mean" / "report.json").read_text())
+    pipe = load(run / "ph")
+    op = build_operator(TaskConfig("inpaint"), tuple(pipe.shape))
+    y = op.forward(torch.zeros(2, *pipe.shape))
+    mean, std = posterior_mean(pipe, op, y, "dps", 3, nfe=3)
+    draws = posterior_sample(pipe, op, y.repeat(3, 1, 1, 1), "dps", nfe=3).reshape(3, 2, *pipe.shape)
+    assert torch.allclose(mean, draws.mean(0), atol=1e-5) and torch.allclose(std, draws.std(0), atol=1e-5)
+    assert (draws[0] - draws[1]).abs().max() > 1e-3  # each copy its own noise
+    assert_one_line_error(difflab("restore", "--task", "ct", "--run", "ph", "--data", "phantoms", "--resize",
+                                  "--samples", "0", cwd=run), "--samples")
+
+
 def test_a_run_trained_for_super_resolution_restores_from_its_condition(run):
     import torch
 

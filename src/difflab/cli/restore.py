@@ -44,9 +44,12 @@ def add_parsers(sub) -> None:
     r.add_argument("--resize", action="store_true", help="resize inputs to the run's image size")
     r.add_argument("--nfe", type=int, help="sampler budget (default: the run's)")
     r.add_argument("--sampler", help="any sampler (default: the run's; repaint uses a one-step sampler)")
-    r.add_argument("--zeta", type=float, default=1.0, help="dps step size (1: the Gaussian likelihood approximation)")
+    r.add_argument("--zeta", type=float, default=1.0, help="dps step size, dds data weight (1: the Gaussian likelihood "
+                   "approximation; larger pulls harder towards the measurements)")
     r.add_argument("--jumps", type=int, default=5, help="repaint: resamplings per interval")
     r.add_argument("--iters", type=int, help="conjugate-gradient steps per call: dds (default 10), moment (default 5)")
+    r.add_argument("--samples", type=int, default=1, help="restorations per image: K > 1 reports their mean (the "
+                   "least-squares estimate) and adds their pixel standard deviation (an uncertainty map)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", help="output folder (default RUN/restore_TASK)")
 
@@ -155,12 +158,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     from difflab.eval.grid import save_grid
     from difflab.inverse.metrics import quality
-    from difflab.inverse.restore import TaskConfig, baselines, build_operator, posterior_sample
+    from difflab.inverse.restore import TaskConfig, baselines, build_operator, posterior_mean
     from difflab.pipeline import load
 
     log = _log(args)
-    if args.num < 1 or args.jumps < 1 or (args.iters is not None and args.iters < 1):
-        raise UserError("--num, --jumps and --iters must be at least 1")
+    if min(args.num, args.jumps, args.samples) < 1 or (args.iters is not None and args.iters < 1):
+        raise UserError("--num, --jumps, --samples and --iters must be at least 1")
     if args.method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
     tc = TaskConfig(args.task, args.noise, args.mask, args.factor, args.blur, args.acceleration, args.center_fraction,
@@ -191,15 +194,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
         y = op.measure(truth, torch.Generator().manual_seed(args.seed))
     out = Path(args.out or Path(args.run) / f"restore_{args.task}")
     out.mkdir(parents=True, exist_ok=True)
-    log(f"{args.task}: {len(y)} measurement(s) of {op.name}, noise {tc.noise_std:g}; restoring with {args.method}")
-    restored = posterior_sample(pipe, op, y, args.method, nfe=args.nfe, sampler=args.sampler, seed=args.seed,
-                                zeta=args.zeta, jumps=args.jumps, iters=args.iters, log=log, progress=not args.quiet)
+    k = args.samples
+    log(f"{args.task}: {len(y)} measurement(s) of {op.name}, noise {tc.noise_std:g}; restoring with {args.method}"
+        + (f", the mean of {k} samples each" if k > 1 else ""))
+    restored, std = posterior_mean(pipe, op, y, args.method, k, nfe=args.nfe, sampler=args.sampler, seed=args.seed,
+                                   zeta=args.zeta, jumps=args.jumps, iters=args.iters, log=log,
+                                   progress=not args.quiet)
     base = baselines(op, y, TV_LAMBDA[args.task], WIENER_NSR)
-    results = {**base, f"diffusion ({args.method})": restored}
-    rows = [r for r in ([truth] if truth is not None else []) + [view(op, y, pipe.shape)] + list(results.values())]
+    name = f"diffusion ({args.method})" if k == 1 else f"diffusion ({args.method}, mean of {k})"
+    results = {**base, name: restored}
+    shown = list(results.values()) + ([std * (2 / std.amax().clamp_min(1e-6)) - 1] if k > 1 else [])
+    rows = [r for r in ([truth] if truth is not None else []) + [view(op, y, pipe.shape)] + shown]
     cols = min(len(y), 8)
     save_grid(torch.cat([r[:cols].cpu() for r in rows]), out / "restore.png", nrow=cols)
-    np.savez_compressed(out / "restored.npz", images=restored.numpy())
+    np.savez_compressed(out / "restored.npz", images=restored.numpy(), **({"std": std.numpy()} if k > 1 else {}))
     np.savez_compressed(out / "measurement.npz", y=y.numpy())
     lines = [f"# {args.task}: {op.name}, noise {tc.noise_std:g}, {len(y)} image(s), run {args.run}", "",
              "| method | PSNR (dB) | SSIM | consistency ||A x - y|| / ||y|| |", "|---|---:|---:|---:|"]
@@ -214,7 +222,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             report[name] = {"consistency": cons}
             lines.append(f"| {name} | - | - | {cons:.3f} |")
     rows_said = "truth, " if truth is not None else ""
-    lines += ["", f"restore.png rows: {rows_said}measurement, {', '.join(results)}"]
+    lines += ["", f"restore.png rows: {rows_said}measurement, {', '.join(results)}"
+              + (f", the pixel std of the {k} samples (white: {float(std.amax()):.3f})" if k > 1 else "")]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print("\n".join(lines))

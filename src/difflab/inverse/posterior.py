@@ -128,21 +128,33 @@ def conjugate_gradients(apply: Callable[[Tensor], Tensor], b: Tensor, x: Optiona
 
 
 class DataConsistency:
-    """Denoiser transform (decomposed diffusion sampling, Chung et al. 2024): the denoised x0_hat moved onto the
-    measurements by `iters` conjugate-gradient steps on the normal equations A^T A x = A^T y started at x0_hat, so the
-    Krylov subspace around x0_hat is the regularizer (few steps: close to the prior's x0_hat; many: to A^+ y on the
-    measured part). x0 enters the sampler's update in place of x0_hat, eps follows from x_t. Needs only A and A^T (CT
-    included) and no network gradient: one network evaluation per call."""
+    """Denoiser transform (decomposed diffusion sampling, Chung et al. 2024): the denoised x0_hat moved towards the
+    measurements by `iters` conjugate-gradient steps, started at x0_hat, on the proximal problem
+        min_x  zeta ||y - A x||^2 / (2 sigma_y^2) + ||x - x0_hat||^2 / (2 r_t^2),
+    i.e. (A^T A + gamma_t I) x = A^T y + gamma_t x0_hat with gamma_t = sigma_y^2 / (zeta r_t^2), r_t^2 = sigma~^2 /
+    (1 + sigma~^2) as in DPS (zeta = 1: the Gaussian approximation of p(x0 | x_t); larger zeta trusts y more). With
+    noiseless measurements gamma_t = 0: the normal equations A^T A x = A^T y, where the Krylov subspace around x0_hat
+    is the regularizer (few steps: close to x0_hat; many: A^+ y on the measured part). With noisy ones gamma_t keeps
+    the late, nearly clean steps from fitting the noise. x0 enters the sampler's update in place of x0_hat, eps
+    follows from x_t. Needs only A and A^T (CT included) and no network gradient: one network evaluation per call."""
 
-    def __init__(self, denoiser: Denoiser, op: Operator, y: Tensor, iters: int = 10):
+    def __init__(self, denoiser: Denoiser, op: Operator, y: Tensor, schedule: Schedule, iters: int = 10,
+                 zeta: float = 1.0):
         if not (isinstance(iters, int) and iters >= 1):
             raise UserError(f"data consistency needs a whole number of conjugate-gradient steps >= 1, got {iters}")
-        self.denoiser, self.op, self.y, self.iters = denoiser, op, op.check_measurement(y), iters
+        if not (zeta > 0):
+            raise UserError(f"the data-consistency weight zeta must be > 0 (inf: no proximal term), got {zeta}")
+        self.denoiser, self.op, self.y, self.schedule = denoiser, op, op.check_measurement(y), schedule
+        self.iters, self.zeta = iters, zeta
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Optional[Condition] = None) -> Prediction:
         pred = self.denoiser(x_t, t, cond)
-        y, op = self.y.to(x_t.device), self.op
-        x0 = conjugate_gradients(lambda v: op.adjoint(op.forward(v)), op.adjoint(y), pred.x0.detach(), self.iters)
+        y, op, x0_hat = self.y.to(x_t.device), self.op, pred.x0.detach()
+        st = sigma_tilde(self.schedule, torch.as_tensor(t, dtype=torch.float64).reshape(-1)[:1])
+        r2 = float(st**2 / (1 + st**2))  # Var[x0 | x_t] for unit-variance data
+        gamma = op.noise_std**2 / (self.zeta * r2) if op.noise_std > 0 and r2 > 0 else 0.0
+        x0 = conjugate_gradients(lambda v: op.adjoint(op.forward(v)) + gamma * v, op.adjoint(y) + gamma * x0_hat,
+                                 x0_hat, self.iters)
         moved = Prediction.from_x0(x_t, pred.alpha, pred.sigma, x0)
         return Prediction(moved.x_t, moved.alpha, moved.sigma, moved.x0, moved.eps, pred.var_frac)
 
