@@ -139,6 +139,7 @@ def main() -> None:
     ap.add_argument("--nfe", type=int, default=50)
     ap.add_argument("--sampler", default="dpmpp_2m")
     ap.add_argument("--ct-noise", type=float, default=0.3, help="CT sinogram noise (ray sums average ~30)")
+    ap.add_argument("--results", default="results", help="name of the results .json / .md in bench/out/inverse")
     ap.add_argument("--samples", type=int, default=0, help="also the mean of this many DPS and DDS samples per image")
     args = ap.parse_args()
     tasks = args.tasks.split(",")
@@ -172,10 +173,16 @@ def main() -> None:
             r = posterior_sample(difflab.load(runs["mnist_sr4"]), op, y, "conditional", nfe=args.nfe,
                                  sampler=args.sampler, seed=0)
             results["trained conditional (4x)"] = (r, time.perf_counter() - t0)
+        per_image = {name: quality(r, x) for name, (r, _) in results.items()}
+        best = max((n for n in results if not n.startswith(("diffusion", "trained"))),
+                   key=lambda n: float(per_image[n][0].mean()))
         for name, (r, secs) in results.items():
-            psnr, ssim = quality(r, x)
+            psnr, ssim = per_image[name]
+            gain = psnr - per_image[best][0]  # paired over the same images: the margin and its standard error
             rows.append({"task": task, "method": name, "psnr": round(float(psnr.mean()), 2),
-                         "psnr_se": round(float(psnr.std(ddof=1) / np.sqrt(len(psnr))), 2),
+                         "psnr_se": round(float(psnr.std(ddof=1) / np.sqrt(len(psnr))), 2) if len(x) > 1 else None,
+                         "vs_best_baseline": None if name == best or len(x) < 2 else
+                         [best, round(float(gain.mean()), 2), round(float(gain.std(ddof=1) / np.sqrt(len(gain))), 2)],
                          "ssim": round(float(ssim.mean()), 3), "consistency": round(float(op.consistency(r, y).mean()), 4),
                          "n": len(x), "seconds": round(secs, 1), "tv_lambda": lam, "wiener_nsr": nsr,
                          "noise": tc.noise_std})
@@ -183,12 +190,15 @@ def main() -> None:
         shown = [x[:8], view(op, y, pipe.shape)[:8]] + [r[:8] for r, _ in results.values()]
         save_grid(torch.cat(shown), OUT / f"{task}.png", nrow=8)
         (OUT / f"{task}_rows.txt").write_text("rows: truth, measurement, " + ", ".join(results) + "\n")
-    (OUT / "results.json").write_text(json.dumps(rows, indent=1))
+    (OUT / f"{args.results}.json").write_text(json.dumps(rows, indent=1))
     lines = [f"Machine: {cpu_flags()}; {args.sampler} at {args.nfe} NFE per step budget", "",
-             "| task | method | PSNR (dB) | SSIM | ||A x - y|| / ||y|| | images | seconds |", "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['task']} | {r['method']} | {r['psnr']:.2f} +- {r['psnr_se']:.2f} | {r['ssim']:.3f} | "
+             "| task | method | PSNR (dB) | vs best baseline (dB, paired) | SSIM | ||A x - y|| / ||y|| | images | seconds |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    vs = lambda r: f"{r['vs_best_baseline'][1]:+.2f} +- {r['vs_best_baseline'][2]:.2f}" if r["vs_best_baseline"] else ""  # noqa: E731
+    se = lambda r: f" +- {r['psnr_se']:.2f}" if r["psnr_se"] is not None else ""  # noqa: E731
+    lines += [f"| {r['task']} | {r['method']} | {r['psnr']:.2f}{se(r)} | {vs(r)} | {r['ssim']:.3f} | "
               f"{r['consistency']:.4f} | {r['n']} | {r['seconds']:.0f} |" for r in rows]
-    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{args.results}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
