@@ -102,11 +102,34 @@ def test_edit_starts_from_the_noised_input(run):
                 "--quiet", cwd=run)
     assert p.returncode == 0, p.stderr
     assert np.load(run / "ed" / "edited.npz")["images"].shape == (2, 1, 32, 32) and (run / "ed" / "edit.png").is_file()
+    p = difflab("edit", "--input", "grey.png", "--run", "ph", "--t0", "1", "--num", "2", "--nfe", "3", "--out", "ed1",
+                cwd=run)  # t0 = 1: plain samples, said so
+    assert p.returncode == 0 and "pure noise" in p.stderr + p.stdout, p.stderr
+
+
+def test_a_measurement_file_carries_how_it_was_measured(run):
+    """measurement.npz records the task settings: restoring from it uses them (the CT noise here), and a flag that
+    contradicts them is refused in one line."""
+    p = difflab("restore", "--task", "ct", "--run", "ph", "--input", "grey.png", "--noise", "0.3", "--views", "12",
+                "--method", "dds", "--nfe", "3", "--iters", "2", "--out", "m1", "--quiet", cwd=run)
+    assert p.returncode == 0, p.stderr
+    p = difflab("restore", "--task", "ct", "--run", "ph", "--measurement", str(run / "m1" / "measurement.npz"),
+                "--method", "dds", "--nfe", "3", "--iters", "2", "--out", "m2", "--quiet", cwd=run)
+    assert p.returncode == 0, p.stderr
+    assert "noise 0.3" in (run / "m2" / "report.md").read_text()
+    for extra, says in ((["--views", "20"], "measured with --views 12"), (["--task", "mri"], "measured for --task ct")):
+        args = ["restore", "--task", "ct", "--run", "ph", "--measurement", str(run / "m1" / "measurement.npz"), *extra]
+        if "--task" in extra:
+            args = [a for a in args if a != "ct"]
+            args.remove("--task")
+        assert_one_line_error(difflab(*args, cwd=run), says)
 
 
 def test_restore_input_that_cannot_work_is_one_line(run):
-    base = ["restore", "--run", "ph", "--nfe", "3"]
+    base = ["restore", "--run", "ph", "--nfe", "3", "--out", "refused"]
     np.savez(run / "bad_y.npz", y=np.zeros((1, 1, 5, 5), np.float32))
+    np.savez(run / "complex_y.npz", y=np.zeros((1, 1, 30, 32), np.complex64))
+    np.savez(run / "nan_y.npz", y=np.full((1, 1, 30, 32), np.nan, np.float32))
     for extra, says in (
         (["--task", "inpaint", "--input", "grey.png", "--mask", "small_mask.png"], "mask must be 0/1 of shape"),
         (["--task", "mri", "--input", "grey.png", "--acceleration", "3"], "cannot be sampled at acceleration 3"),
@@ -115,8 +138,14 @@ def test_restore_input_that_cannot_work_is_one_line(run):
         (["--task", "deblur", "--input", "nothing.png"], "does not exist"),
         (["--task", "inpaint", "--input", "grey.png", "--method", "magic"], "--method must be one of"),
         (["--task", "deblur", "--input", "grey.png", "--method", "project"], "pseudo-inverse"),
+        (["--task", "ct", "--measurement", "complex_y.npz"], "must be real"),
+        (["--task", "ct", "--measurement", "nan_y.npz"], "NaN"),
+        (["--task", "ct", "--input", "grey.png", "--method", "dds", "--zeta", "nan"], "zeta must be > 0"),
+        (["--task", "ct", "--input", "grey.png", "--samples", "0"], "--samples must be at least 1"),
+        (["--task", "ct", "--input", "grey.png", "--sampler", "nope"], "nope"),
     ):
         assert_one_line_error(difflab(*base, *extra, cwd=run), says)
+        assert not (run / "refused").exists(), extra  # nothing half-written
     assert_one_line_error(difflab("edit", "--input", "grey.png", "--run", "ph", "--t0", "0", cwd=run), "t0 must lie")
     assert_one_line_error(difflab("restore", "--task", "ct", "--run", "ph", "--data", "brain", "--num", "1", cwd=run),
                           "but the run makes")

@@ -258,10 +258,12 @@ class Pipeline:
         batches = -(-sc.num_samples // sc.batch_size)
         bar = Progress((len(plan.grid) - 1) * batches, "sample", "step", every=max(1, (len(plan.grid) - 1) // 4),
                        log=log, enabled=progress and log is not None)
-        if init is not None and (float(plan.grid[0]) >= 1 or
-                                 tuple(init.shape) != (sc.num_samples, *self.data_spec.shape)):
-            raise UserError(f"starting from images needs a grid that starts below t = 1 and {sc.num_samples} images of "
-                            f"shape {self.data_spec.shape}, got {tuple(init.shape)}")
+        if init is not None and float(plan.grid[0]) >= 1:
+            raise UserError("starting from images needs a start time t0 below 1 (at t0 = 1 the images are pure noise: "
+                            "draw without them)")
+        if init is not None and tuple(init.shape) != (sc.num_samples, *self.data_spec.shape):
+            raise UserError(f"starting from images needs {sc.num_samples} images of shape {self.data_spec.shape}, got "
+                            f"{tuple(init.shape)}")
         if init is not None:
             init = self.encode(init, sc.seed)
         def rows(idx: Tensor):  # the batch's transform acts on the unclipped denoiser; clipping comes last

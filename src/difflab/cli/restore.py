@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -152,6 +153,40 @@ def view(op, y: Tensor, shape: tuple[int, ...]) -> Tensor:
     return torch.nn.functional.interpolate(v.float(), size=shape[-2:], mode="nearest").clamp(-1, 1)
 
 
+FLAGS = {"noise_std": "--noise", "mask": "--mask", "factor": "--factor", "blur": "--blur",
+         "acceleration": "--acceleration", "center_fraction": "--center-fraction", "views": "--views"}
+
+
+def read_measurement(path: str, tc):
+    """(y, the task settings it was measured with) from a measurement.npz: settings the file records replace the
+    defaults; a flag given with another value than the file's is refused, as is another task (the mask seed comes
+    from the file: it fixes the MRI and random-inpainting masks)."""
+    import numpy as np
+    import torch
+
+    from difflab.inverse.restore import TaskConfig
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            y = torch.from_numpy(f["y"])
+            saved = json.loads(str(f["settings"])) if "settings" in f.files else None
+    except (OSError, ValueError, KeyError):
+        raise UserError(f"{path} must be an .npz with the measurement under key y") from None
+    if saved is None:  # an array from elsewhere: the flags describe it
+        return y, tc
+    if not isinstance(saved, dict) or set(saved) != set(asdict(tc)):
+        raise UserError(f"{path} has unreadable task settings: write it again with difflab restore")
+    if saved["task"] != tc.task:
+        raise UserError(f"{path} was measured for --task {saved['task']}, not {tc.task}")
+    default = asdict(TaskConfig(tc.task))
+    for key, flag in FLAGS.items():
+        mine = getattr(tc, key)
+        if mine != default[key] and mine != saved[key]:
+            raise UserError(f"{path} was measured with {flag} {saved[key]}, not {mine}: drop {flag} (the file records "
+                            "how it was measured)")
+    return y, TaskConfig(**saved)
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -162,8 +197,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from difflab.pipeline import load
 
     log = _log(args)
-    if min(args.num, args.jumps, args.samples) < 1 or (args.iters is not None and args.iters < 1):
-        raise UserError("--num, --jumps, --samples and --iters must be at least 1")
+    for flag in ("num", "jumps", "samples", "iters"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag} must be at least 1, got {value}")
     if args.method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
     tc = TaskConfig(args.task, args.noise, args.mask, args.factor, args.blur, args.acceleration, args.center_fraction,
@@ -171,15 +208,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     pipe = load(args.run)
     if not pipe.spec.is_image:
         raise UserError(f"{args.run} was trained on points, not images: restore needs an image run")
-    op = build_operator(tc, tuple(pipe.shape))
     truth = None
     if args.measurement:
-        try:
-            y = torch.from_numpy(np.load(args.measurement, allow_pickle=False)["y"])
-        except (OSError, ValueError, KeyError):
-            raise UserError(f"{args.measurement} must be an .npz with the measurement under key y") from None
+        y, tc = read_measurement(args.measurement, tc)
+        op = build_operator(tc, tuple(pipe.shape))
         y = op.check_measurement(y if y.ndim == 4 else y[None])
     else:
+        op = build_operator(tc, tuple(pipe.shape))
         if args.data:
             from difflab.data.build import build_dataset
             from difflab.data.dataset import DataConfig
@@ -193,7 +228,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
             truth = load_images(args.input, tuple(pipe.shape), args.resize)
         y = op.measure(truth, torch.Generator().manual_seed(args.seed))
     out = Path(args.out or Path(args.run) / f"restore_{args.task}")
-    out.mkdir(parents=True, exist_ok=True)
     k = args.samples
     log(f"{args.task}: {len(y)} measurement(s) of {op.name}, noise {tc.noise_std:g}; restoring with {args.method}"
         + (f", the mean of {k} samples each" if k > 1 else ""))
@@ -206,9 +240,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     shown = list(results.values()) + ([std * (2 / std.amax().clamp_min(1e-6)) - 1] if k > 1 else [])
     rows = [r for r in ([truth] if truth is not None else []) + [view(op, y, pipe.shape)] + shown]
     cols = min(len(y), 8)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused or failed restoration leaves no folder behind
     save_grid(torch.cat([r[:cols].cpu() for r in rows]), out / "restore.png", nrow=cols)
     np.savez_compressed(out / "restored.npz", images=restored.numpy(), **({"std": std.numpy()} if k > 1 else {}))
-    np.savez_compressed(out / "measurement.npz", y=y.numpy())
+    np.savez_compressed(out / "measurement.npz", y=y.numpy(), settings=np.array(json.dumps(asdict(tc))))
     lines = [f"# {args.task}: {op.name}, noise {tc.noise_std:g}, {len(y)} image(s), run {args.run}", "",
              "| method | PSNR (dB) | SSIM | consistency ||A x - y|| / ||y|| |", "|---|---:|---:|---:|"]
     report = {}
@@ -246,7 +281,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     sc = pipe.sample_config(len(init), sampler=args.sampler, nfe=args.nfe, seed=args.seed)
     plan = pipe.plan(sc, log, t_start=args.t0)
     log(f"editing {len(x)} image(s) from t0 = {args.t0:g}: {plan.describe()}")
-    edited = pipe.draw(plan, init=init, log=log, progress=not args.quiet)
+    if args.t0 >= 1:  # the forward kernel at t = 1 forgets its input: plain samples
+        log("t0 = 1 starts from pure noise: the edits are samples that do not depend on the input")
+    edited = pipe.draw(plan, init=init if args.t0 < 1 else None, log=log, progress=not args.quiet)
     out = Path(args.out or Path(args.run) / "edit")
     out.mkdir(parents=True, exist_ok=True)
     grid = torch.cat([torch.cat([x[k:k + 1], edited[k * args.num:(k + 1) * args.num]]) for k in range(len(x))])

@@ -86,10 +86,17 @@ class Operator:
         return x
 
     def check_measurement(self, y: Tensor) -> Tensor:
-        """Refuse a measurement of another size than A x."""
-        want = tuple(self.forward(torch.zeros(1, *self.shape)).shape[1:])
+        """Refuse a measurement of another size or kind (complex for a real A) than A x, or with NaN / inf values."""
+        ref = self.forward(torch.zeros(1, *self.shape))
+        want = tuple(ref.shape[1:])
         if tuple(y.shape[1:]) != want:
             raise UserError(f"the {self.name} measurement must be {want} per image, got {tuple(y.shape[1:])}")
+        if y.is_complex() != ref.is_complex():
+            kind = "complex (k-space)" if ref.is_complex() else "real"
+            raise UserError(f"the {self.name} measurement must be {kind}, got {'complex' if y.is_complex() else 'real'} "
+                            "values: measure with this task's operator")
+        if not bool(torch.isfinite(y).all()):
+            raise UserError(f"the {self.name} measurement holds NaN or infinite values")
         return y
 
 

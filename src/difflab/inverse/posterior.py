@@ -39,7 +39,7 @@ class Projection:
     def __init__(self, op: Operator, y: Tensor, schedule: Schedule, noise: NoiseSource):
         if not op.has_pinv:
             raise UserError(f"projection needs the operator's pseudo-inverse, which {op.name} does not have: use "
-                            "--method dps")
+                            "--method dds or dps")
         self.op, self.y, self.schedule, self.noise = op, op.check_measurement(y), schedule, noise
 
     def __call__(self, step: int, s: Tensor, x: Tensor) -> Tensor:
