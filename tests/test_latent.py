@@ -100,3 +100,16 @@ def test_a_sequence_autoencoder_and_its_latent_model(tmp_path):
     samples = np.load(tmp_path / "lat" / "samples.npz")["samples"]
     assert samples.shape == (16, 1, 64) and np.isfinite(samples).all()  # decoded windows of 64 weeks
     assert (tmp_path / "lat" / "samples.png").is_file()
+
+
+def test_runs_moved_together_find_their_autoencoder(root, tmp_path):
+    """A latent run records its autoencoder's absolute path; moved together (the folders side by side), the run finds
+    it beside itself, and the recorded sha256 still vouches that it is the same one."""
+    shutil.copytree(root / "ae", tmp_path / "a" / "ae")
+    p = run_cli("train", "--latent", "ae", *LATENT, "--out", "lat", cwd=tmp_path / "a")
+    assert p.returncode == 0, p.stderr
+    (tmp_path / "a").rename(tmp_path / "b")  # the recorded .../a/ae is gone
+    pipe = difflab.load(tmp_path / "b" / "lat")
+    assert pipe.codec.run == tmp_path / "b" / "ae"
+    p = run_cli("sample", "--run", "lat", "--num", "2", "--nfe", "3", "--out", "s", "--quiet", cwd=tmp_path / "b")
+    assert p.returncode == 0, p.stderr

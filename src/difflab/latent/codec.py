@@ -101,6 +101,16 @@ def load_codec(data: DataConfig, scale: Optional[float] = None, check: bool = Tr
                  data.latent_scale if scale is None else scale, loaded.cfg.data)
 
 
+def relocate(data: DataConfig, run_dir: Path) -> DataConfig:
+    """data with data.latent pointed at the autoencoder's folder beside `run_dir` (a latent run's folder) when the
+    recorded path is gone but a folder of the same name sits next to the run: runs moved or copied together keep
+    working (the recorded sha256 still decides whether it is the same autoencoder)."""
+    if not data.latent or Path(data.latent).exists():
+        return data
+    beside = run_dir.parent / Path(data.latent).name
+    return replace(data, latent=str(beside)) if beside.exists() else data
+
+
 def resolve_latent(data: DataConfig, pixels: Tensor) -> DataConfig:
     """data with latent_sha256 recorded and latent_scale fixed (1 / std of the latents of up to SCALE_EXAMPLES
     training examples `pixels`) unless already set."""

@@ -1,7 +1,7 @@
 """A finished or running run folder: its config, its networks and its data description, loaded without pickle."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
@@ -48,6 +48,10 @@ def load_run(path: str | Path, model: str = "diffusion") -> LoadedRun:
         raise UserError(f"checkpoint {ckpt} carries an unusable config ({e}): retrain or use another checkpoint") from None
     if not meta.get("data"):
         raise UserError(f"checkpoint {ckpt} was written before any training step: train it first (--resume)")
+    if cfg.data.latent:  # an autoencoder moved along with this run is found beside it
+        from difflab.latent.codec import relocate
+
+        cfg = replace(cfg, data=relocate(cfg.data, path if path.is_dir() else ckpt.parent))
     st = load_state(ckpt, cfg)
     st.net.eval()
     st.ema.model.eval()
