@@ -113,3 +113,13 @@ def test_runs_moved_together_find_their_autoencoder(root, tmp_path):
     assert pipe.codec.run == tmp_path / "b" / "ae"
     p = run_cli("sample", "--run", "lat", "--num", "2", "--nfe", "3", "--out", "s", "--quiet", cwd=tmp_path / "b")
     assert p.returncode == 0, p.stderr
+
+
+def test_the_sampling_log_counts_what_guidance_evaluates(root):
+    """Classifier-free guidance evaluates the network on a doubled batch: the log says so with the count."""
+    pipe, lines = difflab.load(root / "lat"), []
+    pipe.sample(4, nfe=4, sampler="ddim", classes=[3], guidance=2.0, log=lines.append)
+    assert any("8 network evaluations per sample, 4 planned" in line for line in lines), lines
+    lines.clear()
+    pipe.sample(4, nfe=4, sampler="ddim", classes=[3], guidance=1.0, log=lines.append)  # w = 1: the conditional model
+    assert not any("network evaluations per sample" in line for line in lines), lines

@@ -24,7 +24,7 @@ from difflab.precond import Precond
 from difflab.prediction import Clip, Denoiser
 from difflab.samplers.calibrate import calibrate_grid
 from difflab.samplers.generate import generate
-from difflab.samplers.registry import AUTO_NFE, SamplerSpec, auto_sampler, get_sampler
+from difflab.samplers.registry import AUTO_NFE, CountingDenoiser, SamplerSpec, auto_sampler, get_sampler
 from difflab.samplers.walk import StepCallback
 from difflab.schedules.base import Schedule
 from difflab.schedules.grids import make_grid
@@ -253,7 +253,8 @@ class Pipeline:
         cond = self.condition(sc) if cond is None else cond
         if cond is not None and len(cond) != sc.num_samples:
             raise UserError(f"cond holds {len(cond)} rows for {sc.num_samples} samples")
-        guided = guidance(self.denoiser) if guidance is not None else self.denoiser
+        counter = CountingDenoiser(self.denoiser)
+        guided = guidance(counter) if guidance is not None else counter
         denoiser = self.clipped(guided, sc.clip)
         batches = -(-sc.num_samples // sc.batch_size)
         bar = Progress((len(plan.grid) - 1) * batches, "sample", "step", every=max(1, (len(plan.grid) - 1) // 4),
@@ -277,6 +278,10 @@ class Pipeline:
                          **plan.options)
             x = self.decode(x, sc.seed)
         bar.close()
+        per_sample = counter.rows / sc.num_samples
+        if log is not None and guidance is not None and plan.nfe and per_sample != plan.nfe:
+            log(f"{per_sample:g} network evaluations per sample, {plan.nfe} planned: the guidance evaluates the network "
+                "on more rows")
         return x
 
     def clipped(self, denoiser: Denoiser, clip: bool = True) -> Denoiser:

@@ -112,8 +112,9 @@ class CountingDenoiser:
     doubled batch (classifier-free guidance's [x; x]) counts as the 2 evaluations per sample it costs."""
 
     def __init__(self, denoiser: Denoiser, batch: int | None = None):
-        self.denoiser, self.batch, self.nfe = denoiser, batch, 0
+        self.denoiser, self.batch, self.nfe, self.rows = denoiser, batch, 0, 0
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Condition | None = None) -> Prediction:
         self.nfe += 1 if self.batch is None else -(-len(x_t) // self.batch)
+        self.rows += len(x_t)  # examples evaluated: rows / samples = NFE per sample over any batching
         return self.denoiser(x_t, t, cond)
