@@ -50,6 +50,13 @@ class Projection:
         return x + self.op.pinv(y - self.op.forward(x))
 
 
+def x0_variance(schedule: Schedule, t: Tensor) -> float:
+    """r_t^2 = sigma~^2 / (1 + sigma~^2): Var[x0 | x_t] per pixel for unit-variance Gaussian data (PiGDM), at the
+    batch's shared time t."""
+    st = sigma_tilde(schedule, torch.as_tensor(t, dtype=torch.float64).reshape(-1)[:1])
+    return float(st**2 / (1 + st**2))
+
+
 class DPS:
     """Denoiser transform: score + zeta grad_{x_t} log N(y; A x0_hat(x_t), rho_t^2 I), rho_t^2 = sigma_y^2 +
     r_t^2 ||A||^2."""
@@ -64,9 +71,8 @@ class DPS:
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
             pred = self.denoiser(x, t, cond)
-            st = sigma_tilde(self.schedule, torch.as_tensor(t, dtype=torch.float64).reshape(-1)[:1])
             # Var[y | x_t] under the Gaussian approximation, A A^T taken as ||A||^2 I
-            rho2 = self.op.noise_std**2 + float(st**2 / (1 + st**2)) * self.op.norm() ** 2
+            rho2 = self.op.noise_std**2 + x0_variance(self.schedule, t) * self.op.norm() ** 2
             resid = (y - self.op.forward(pred.x0)).abs().square().flatten(1).sum(1)  # ||y - A x0_hat||^2 per row
             (g,) = torch.autograd.grad(resid.sum(), x)
         score = pred.score.detach() - self.zeta * g / (2 * rho2)
@@ -150,8 +156,7 @@ class DataConsistency:
     def __call__(self, x_t: Tensor, t: Tensor, cond: Optional[Condition] = None) -> Prediction:
         pred = self.denoiser(x_t, t, cond)
         y, op, x0_hat = self.y.to(x_t.device), self.op, pred.x0.detach()
-        st = sigma_tilde(self.schedule, torch.as_tensor(t, dtype=torch.float64).reshape(-1)[:1])
-        r2 = float(st**2 / (1 + st**2))  # Var[x0 | x_t] for unit-variance data
+        r2 = x0_variance(self.schedule, t)
         gamma = op.noise_std**2 / (self.zeta * r2) if op.noise_std > 0 and r2 > 0 else 0.0
         x0 = conjugate_gradients(lambda v: op.adjoint(op.forward(v)) + gamma * v, op.adjoint(y) + gamma * x0_hat,
                                  x0_hat, self.iters)
