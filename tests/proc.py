@@ -1,13 +1,17 @@
-"""Run the real command line in a subprocess (alone or under torchrun), and kill it mid-run."""
+"""Run the real command line: in this process (what most tests need: exit code, output, files), in a subprocess
+(alone or under torchrun, where the process itself is under test), and kill it mid-run."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
+import warnings
 from pathlib import Path
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -23,9 +27,45 @@ def command(*args: str, nproc: int = 0) -> list[str]:
     return [*launcher, "difflab", *args]
 
 
-def difflab(*args: str, cwd: Path, nproc: int = 0, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run(command(*args, nproc=nproc), cwd=cwd, capture_output=True, text=True, env=env(),
-                          timeout=600, **popen)
+def difflab(*args: str, cwd: Path, nproc: int = 0) -> subprocess.CompletedProcess:
+    """`difflab ARGS` run in `cwd`: in this process (as `main` runs it for the command line: same exit code, stdout
+    and stderr, an uncaught exception as a traceback and exit code 1), or under torchrun with `nproc` processes."""
+    if nproc:
+        return subprocess.run(command(*args, nproc=nproc), cwd=cwd, capture_output=True, text=True, env=env(),
+                              timeout=600)
+    return in_process(*args, cwd=cwd)
+
+
+def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    import torch
+
+    from difflab.cli.main import main
+
+    out, err, here, threads = io.StringIO(), io.StringIO(), os.getcwd(), torch.get_num_threads()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            _fresh_process_warnings()
+            try:
+                code = main(list(args), started=time.monotonic())
+            except SystemExit as e:  # argparse's usage errors and --help
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            except Exception:  # what a process would print before dying
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(here)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["difflab", *args], code, out.getvalue(), err.getvalue())
+
+
+def _fresh_process_warnings() -> None:
+    """The warning filters and output of a new Python process (pytest's capture would hide what a user sees)."""
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]  # writes to sys.stderr
 
 
 def assert_one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:

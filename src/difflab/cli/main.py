@@ -122,11 +122,14 @@ def _common(p: argparse.ArgumentParser, config: bool = True, example: str = "tra
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    """Run one command; `started` (a time.monotonic() reading) is when its time budget began: by default when this
+    module was imported, the start of the process for the command line."""
     from difflab.train.interrupt import Interrupted
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
+    args.started = STARTED if started is None else started
     rank = os.environ.get("RANK", "0")
     try:
         import torch
@@ -163,7 +166,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
-    run_demo(args.out, args.minutes, args.seed, args.set, log=_log(args), progress=not args.quiet, started=STARTED)
+    run_demo(args.out, args.minutes, args.seed, args.set, log=_log(args), progress=not args.quiet, started=args.started)
     return 0
 
 
@@ -197,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from difflab.train.distributed import is_main_process
     from difflab.train.interrupt import Interrupted
 
-    budget = Budget(start=STARTED)
+    budget = Budget(start=args.started)
     flags = [f"data.name={args.data}"] if args.data else []
     flags += [f"data.path={args.data_path}"] if args.data_path else []
     flags += [f"train.minutes={args.minutes}"] if args.minutes is not None else []

@@ -24,7 +24,7 @@ class TrainState:
 
     net: nn.Module
     ema: EMA
-    opt: torch.optim.Optimizer
+    opt: torch.optim.Optimizer | None  # None: loaded to sample or evaluate, not to train
     scaler: torch.amp.GradScaler
     step: int = 0
     images: int = 0  # images seen: also the position in the data stream and the clock of the LR and EMA schedules
@@ -61,11 +61,13 @@ def ema_half_life(cfg: RunConfig, images: int) -> float:
         else tc.ema_half_life_images
 
 
-def new_state(cfg: RunConfig, device: torch.device | None = None) -> TrainState:
+def new_state(cfg: RunConfig, device: torch.device | None = None, optimizer: bool = True) -> TrainState:
+    """A fresh state; without `optimizer` the networks alone (no AdamW, whose first use imports torch's compiler)."""
     torch.manual_seed(cfg.train.seed)  # every rank builds the same initial network
     device = device or resolve_device(cfg.train.device)
     net = build_network(cfg).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay) \
+        if optimizer else None
     return TrainState(net, EMA(net), opt, grad_scaler(cfg.train.precision, device))
 
 
@@ -102,13 +104,15 @@ def restore_rng(st: TrainState, world: World) -> None:
 
 
 def restore(tensors: dict[str, Tensor], meta: dict, cfg: RunConfig, path: Path,
-            device: torch.device | None = None) -> TrainState:
-    """Rebuild the training state of a checkpoint written with config `cfg`."""
-    st = new_state(cfg, device)
+            device: torch.device | None = None, optimizer: bool = True) -> TrainState:
+    """Rebuild the training state of a checkpoint written with config `cfg` (the networks alone without
+    `optimizer`)."""
+    st = new_state(cfg, device, optimizer)
     try:
         st.net.load_state_dict(split_prefix(tensors, "model"))
         st.ema.model.load_state_dict(split_prefix(tensors, "ema"))
-        st.opt.load_state_dict(optimizer_from_flat(tensors, meta["optimizer"]))
+        if st.opt is not None:
+            st.opt.load_state_dict(optimizer_from_flat(tensors, meta["optimizer"]))
     except UserError:  # said by the network itself (a pretrained text encoder that changed)
         raise
     except (RuntimeError, KeyError, ValueError) as e:
@@ -136,5 +140,6 @@ def _misfit(cfg: RunConfig, meta: dict, err: Exception) -> str:
 
 
 def load_state(path: Path, cfg: RunConfig) -> TrainState:
+    """A checkpoint's networks, counters and data description, to sample or evaluate (no optimizer)."""
     tensors, meta = load_checkpoint(path)
-    return restore(tensors, meta, cfg, path)
+    return restore(tensors, meta, cfg, path, optimizer=False)
