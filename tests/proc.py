@@ -36,10 +36,13 @@ def difflab(*args: str, cwd: Path, nproc: int = 0) -> subprocess.CompletedProces
     return in_process(*args, cwd=cwd)
 
 
-def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def in_process(*args: str, cwd: Path, clock=None) -> subprocess.CompletedProcess:
+    """`difflab ARGS` in this process; `clock` (default: the machine's) is what a time budget is read on."""
     import torch
 
     from difflab.cli.main import main
+
+    clock = clock or time.monotonic
 
     out, err, here, threads = io.StringIO(), io.StringIO(), os.getcwd(), torch.get_num_threads()
     os.chdir(cwd)
@@ -47,7 +50,7 @@ def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
             _fresh_process_warnings()
             try:
-                code = main(list(args), started=time.monotonic())
+                code = main(list(args), started=clock(), clock=clock)
             except SystemExit as e:  # argparse's usage errors and --help
                 code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
             except Exception:  # what a process would print before dying
@@ -100,19 +103,26 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def kill_at_step(cmd: list[str], cwd: Path, run: Path, step: int, timeout: float = 300) -> int:
+def wait_for_step(p: subprocess.Popen, metrics: Path, step: int, poll: float = 0.002, polls: int = 150_000) -> bool:
+    """Poll until metrics.jsonl shows `step` (True), the process ends or `polls` polls pass (a hang; False)."""
+    for _ in range(polls):
+        if logged_steps(metrics) >= step:
+            return True
+        if p.poll() is not None:
+            return False
+        time.sleep(poll)
+    return False
+
+
+def kill_at_step(cmd: list[str], cwd: Path, run: Path, step: int) -> int:
     """Start `cmd`, SIGKILL it and every process under it once metrics.jsonl shows `step`; its returncode."""
     p = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while p.poll() is None and time.time() - t0 < timeout:
-        if logged_steps(run / "metrics.jsonl") >= step:
-            for pid in [p.pid, *descendants(p.pid)]:  # all at once, as a power cut would
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            break
-        time.sleep(0.002)
+    if wait_for_step(p, run / "metrics.jsonl", step):
+        for pid in [p.pid, *descendants(p.pid)]:  # all at once, as a power cut would
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     return p.wait()
 
 

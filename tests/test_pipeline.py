@@ -4,7 +4,6 @@ import json
 import math
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from difflab.data.dataset import DataConfig, to_uint8
 from difflab.errors import UserError
 from difflab.train.checkpoint import read_meta
 from difflab.train.notes import ema_initial_share, short_run_notes
-from tests.proc import assert_one_line_error, command, difflab as run_cli, env, logged_steps
+from tests.proc import assert_one_line_error, command, difflab as run_cli, env, wait_for_step
 
 # a real U-Net on MNIST at 14 x 14: a step takes a few ms
 TINY = ["--data", "mnist", "--set", "data.limit=256", "--set", "data.image_size=14", "--set", "unet.base_channels=8",
@@ -27,9 +26,10 @@ TINY = ["--data", "mnist", "--set", "data.limit=256", "--set", "data.image_size=
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A tiny trained MNIST run, trained with the CLI's default sampling after training."""
+    """A tiny trained MNIST run, trained with the CLI's default sampling after training, on a real time budget
+    ample for its 16 steps (time budgets decided exactly: test_budget.py)."""
     cwd = tmp_path_factory.mktemp("pipe")
-    p = run_cli("train", *TINY, "--max-images", "512", "--sample", "8", "--out", "run", cwd=cwd)
+    p = run_cli("train", *TINY, "--max-images", "512", "--minutes", "10", "--sample", "8", "--out", "run", cwd=cwd)
     assert p.returncode == 0, p.stderr
     return cwd, p
 
@@ -42,7 +42,12 @@ def test_train_samples_after_training_with_a_fast_sampler_not_T_steps(tiny_run):
     assert p.stdout.index("drawing") < p.stdout.index("wrote 8 samples")
     assert np.load(cwd / "run" / "samples.npz")["images"].shape == (8, 14, 14)
     summary = json.loads((cwd / "run" / "summary.json").read_text())
-    assert summary["steps"] == 16 and set(summary["seconds"]) >= {"training", "sampling", "total"}
+    assert set(summary["seconds"]) >= {"training", "sampling", "total"} and summary["seconds"]["budget"] == 600
+    # what holds on any machine: the command's account agrees with its files (16 steps unless the time ran out)
+    steps = read_meta(cwd / "run" / "checkpoint.safetensors")["step"]
+    last = json.loads((cwd / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert summary["steps"] == steps == last["step"] and summary["images_seen"] == 32 * steps == last["images"]
+    assert (summary["stopped_by"], steps) == ("images", 16) or summary["stopped_by"] == "time"
     assert any("training steps" in n for n in summary["notes"])  # 16 steps: said to be too short
 
 
@@ -122,27 +127,6 @@ def test_nfe_zero_and_flags_named_as_typed(tiny_run, tmp_path):
     assert_one_line_error(run_cli("train", "--set", "unet.channel_mult=2", "--out", "x", cwd=tmp_path), "[1,2]")
 
 
-def test_a_budget_too_small_for_the_work_after_training_is_refused(tmp_path):
-    p = run_cli("train", *TINY, "--minutes", "0.005", "--set", "sample.sampler=ancestral", "--out", "r", cwd=tmp_path)
-    assert_one_line_error(p, "--minutes")
-    assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
-
-
-def test_minutes_bound_the_whole_command_by_its_own_account(tmp_path):
-    """The command's own report of its spend: training stops so that sampling fits (tolerance: docs/training.md,
-    5 % of the budget + 5 s). The sampling is made costly (ancestral, every one of T = 400 steps) so that a
-    training-only budget would overrun it by far."""
-    minutes = 0.4
-    p = run_cli("train", *TINY, "--set", "schedule.T=400", "--minutes", str(minutes), "--sample", "64",
-                "--set", "sample.sampler=ancestral", "--out", "r", cwd=tmp_path)
-    assert p.returncode == 0, p.stderr
-    s = json.loads((tmp_path / "r" / "summary.json").read_text())
-    spent = s["seconds"]
-    assert s["stopped_by"] == "time" and spent["budget"] == minutes * 60
-    assert spent["total"] <= 1.05 * spent["budget"] + 5, spent
-    assert spent["sampling"] > 0.1 * spent["budget"], spent  # the sampling was a real share of the budget
-
-
 def test_short_run_notes_and_the_ema_share():
     cfg = RunConfig()
     tc = {"ema_rampup": 0.0, "ema_half_life_images": 6400, "warmup_images": 1000, "batch_size": 64}
@@ -172,9 +156,7 @@ def test_ctrl_c_leaves_metrics_plot_and_checkpoint_at_one_step(tmp_path):
     run = tmp_path / "r"
     cmd = command("train", *TINY, "--set", "train.log_every=1", "--max-images", "10000000", "--out", "r")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t0 = time.time()
-    while proc.poll() is None and logged_steps(run / "metrics.jsonl") < 5 and time.time() - t0 < 300:
-        time.sleep(0.01)
+    wait_for_step(proc, run / "metrics.jsonl", 5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err

@@ -99,7 +99,7 @@ def test_a_pretrained_encoder_plugs_in_frozen_from_a_folder_and_a_changed_file_i
     spec = json.loads((tmp_path / "enc" / "tokenizer.json").read_text())
     assert spec["pad"] == 0 and spec["max_tokens"] == 16 and "next" in spec["vocab"]
     source = difflab.load(sided_run).net.text
-    cfg = build_config(None, [f"text.encoder=pretrained", f"text.path={tmp_path / 'enc'}"], base=TINY)
+    cfg = build_config(None, ["text.encoder=pretrained", f"text.path={tmp_path / 'enc'}"], base=TINY)
     net = UNet(cfg.unet, text=cfg.text)
     ids = source.tokenizer(["a 1 next to a 0", "0 1"])
     with torch.no_grad():

@@ -1,12 +1,12 @@
 """The main job: train a DDPM on MNIST within a time budget, sample it, draw it, and report."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from difflab.budget import Budget
-from difflab.config import build_config
+from difflab.config import SampleConfig, build_config
 from difflab.eval.likelihood import evaluate_nll
 from difflab.eval.report import write_report
 from difflab.pipeline import Pipeline, load
@@ -34,36 +34,54 @@ NLL_SHARE, NLL_MIN = 0.15, 16  # the bound takes at most this share of the budge
 SAMPLE_SHARE, SAMPLE_MIN_STEPS = 0.25, 25  # so do the samples: fewer ancestral steps on a short budget
 
 
+@dataclass(frozen=True)
+class DemoFit:
+    """The work after training, shrunk to fit a budget, and its estimated seconds."""
+
+    sample: SampleConfig  # the samples (which also give the reverse strip), maybe on fewer steps
+    nll_images: int  # test images of the two bounds
+    cuts: tuple[str, ...]  # what was shrunk, said in the log and the report
+    estimates: tuple[float, float]  # seconds: the samples, the two bounds
+
+
+def fit_demo(pipe: Pipeline, sc: SampleConfig, budget_s: float, log: Callable[[str], None] = print) -> DemoFit:
+    """Shrink the demo's samples (fewer steps) and bounds (fewer images) to their shares of `budget_s`, from
+    the timed evaluations of `pipe` (an untrained network of the run's shape)."""
+    per_batch = 2 * (NLL_T + 2) * pipe.eval_seconds(NLL_BATCH)  # both variances
+    nll_images = max(NLL_MIN, min(NLL_IMAGES, int(NLL_SHARE * budget_s / per_batch) * NLL_BATCH))
+    cuts = []
+    plan = pipe.plan(sc, log)
+    if plan.seconds > SAMPLE_SHARE * budget_s and sc.steps:  # a short demo samples on fewer steps
+        steps = max(SAMPLE_MIN_STEPS, int(sc.steps * SAMPLE_SHARE * budget_s / plan.seconds))
+        if steps < sc.steps:
+            cuts.append(f"{sc.steps} -> {steps} sampling steps")
+            sc = replace(sc, steps=steps)
+            plan = pipe.plan(sc, log)
+    if nll_images < NLL_IMAGES:
+        cuts.append(f"the bound on {nll_images} instead of {NLL_IMAGES} test images")
+    return DemoFit(sc, nll_images, tuple(cuts), (plan.seconds, -(-nll_images // NLL_BATCH) * per_batch))
+
+
 def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str] = (),
-             log: Callable[[str], None] = print, progress: bool = True, started: float | None = None) -> Path:
-    """Train + sample + figures + report in `out` within `minutes` in all (counted from `started`, a
-    time.monotonic() reading; default now); returns the report's path."""
+             log: Callable[[str], None] = print, progress: bool = True, budget: Budget | None = None) -> Path:
+    """Train + sample + figures + report in `out` within `minutes` in all (on `budget`'s clock, from its start;
+    default: from now); returns the report's path."""
     out = Path(out)
-    budget = Budget(minutes * 60, **({"start": started} if started is not None else {}))
+    budget = budget or Budget()
+    budget.seconds = minutes * 60
     base = {**DEMO, "train": {**DEMO["train"], "minutes": minutes, "seed": seed},
             "sample": {**DEMO["sample"], "seed": seed}}
     cfg = build_config(None, overrides, base=base)
 
-    nll_images, sc = NLL_IMAGES, cfg.sample
-    cuts = []
+    fit = None
 
-    def after(pipe: Pipeline) -> list[float]:  # the samples (which also give the reverse strip), two bounds
-        nonlocal nll_images, sc
-        per_batch = 2 * (NLL_T + 2) * pipe.eval_seconds(NLL_BATCH)  # both variances
-        fit = int(NLL_SHARE * budget.seconds / per_batch) * NLL_BATCH  # a short demo bounds fewer images
-        nll_images = max(NLL_MIN, min(NLL_IMAGES, fit))
-        plan = pipe.plan(sc, log)
-        if plan.seconds > SAMPLE_SHARE * budget.seconds and sc.steps:  # a short demo samples on fewer steps
-            steps = max(SAMPLE_MIN_STEPS, int(sc.steps * SAMPLE_SHARE * budget.seconds / plan.seconds))
-            if steps < sc.steps:
-                cuts.append(f"{sc.steps} -> {steps} sampling steps")
-                sc = replace(sc, steps=steps)
-                plan = pipe.plan(sc, log)
-        if nll_images < NLL_IMAGES:
-            cuts.append(f"the bound on {nll_images} instead of {NLL_IMAGES} test images")
-        return [plan.seconds, -(-nll_images // NLL_BATCH) * per_batch]
+    def after(pipe: Pipeline) -> list[float]:
+        nonlocal fit
+        fit = fit_demo(pipe, cfg.sample, budget.seconds, log)
+        return list(fit.estimates)
 
     res = train_run(cfg, out, overwrite=True, log=log, progress=progress, budget=budget, after=after)
+    sc, nll_images, cuts = fit.sample, fit.nll_images, fit.cuts
     if cuts:
         log(f"to fit --minutes {minutes:g}: {'; '.join(cuts)}")
     pipe = load(out)

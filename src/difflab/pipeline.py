@@ -6,6 +6,7 @@ autoencoder; the identity for a pixel run)."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from difflab.budget import eval_seconds
+from difflab.budget import Clock, eval_seconds
 from difflab.condition import LABEL, LOWRES, TOKENS, Condition
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.dataset import DataSpec, to_uint8
@@ -76,8 +77,8 @@ class Pipeline:
     >>> pipe.save_grid(x, "grid.png")
     """
 
-    def __init__(self, run: LoadedRun, *, use_ema: bool = True):
-        self.run, self.use_ema = run, use_ema
+    def __init__(self, run: LoadedRun, *, use_ema: bool = True, clock: Clock = time.perf_counter):
+        self.run, self.use_ema, self.clock = run, use_ema, clock  # clock: what plans time evaluations by
         self.cfg: RunConfig = run.cfg
         self.spec: DataSpec = run.spec
         self.net = run.ema if use_ema else run.net
@@ -322,7 +323,8 @@ class Pipeline:
     def eval_seconds(self, batch: int) -> float:
         """Seconds of one network evaluation on `batch` examples (timed, after a warm-up call)."""
         cond = self.condition(replace(self.cfg.sample, num_samples=batch))
-        return eval_seconds(self.denoiser, self.shape, batch, self.device, cond.to(self.device) if cond is not None else None)
+        return eval_seconds(self.denoiser, self.shape, batch, self.device,
+                            cond.to(self.device) if cond is not None else None, self.clock)
 
     # -- files --------------------------------------------------------------------------------------------------
     def save_grid(self, x: Tensor, path: str | Path, nrow: int | None = None) -> Path:

@@ -14,9 +14,10 @@ from difflab.budget import Budget, reserve_seconds
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.build import build_dataset
 from difflab.eval.plots import forward_frames, plot_loss, plot_strip, read_metrics
-from difflab.pipeline import Pipeline, resolve_sampler
+from difflab.pipeline import Pipeline, load, resolve_sampler
 from difflab.train.build import build_network, build_objective, build_schedule
 from difflab.train.distributed import is_main_process
+from difflab.train.interrupt import Interrupted
 from difflab.train.loop import TrainResult, check_fit, train
 from difflab.train.run import LoadedRun
 
@@ -45,13 +46,13 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
     if after is not None and cfg.model == "diffusion" and main:  # rank 0 alone does the follow-up work
         net = build_network(cfg).eval()
         check_fit(cfg, net, data, build_objective(cfg, data.spec, net))  # a misfit says so before it is timed
-        probe = Pipeline(LoadedRun(cfg, net, net, 0, 0, data.spec))
+        probe = Pipeline(LoadedRun(cfg, net, net, 0, 0, data.spec), clock=budget.clock)
         reserve = reserve_seconds(after(probe))
     planned = planned_images(cfg, probe, budget, reserve) if main else 0  # ranks > 0 take rank 0's
     try:
         with budget.phase("training"):
             res = train(cfg, data, out, resume=resume, overwrite=overwrite, log=log, progress=progress,
-                        reserve_s=reserve + budget.elapsed(), planned_images=planned)
+                        reserve_s=reserve + budget.elapsed(), planned_images=planned, clock=budget.clock)
     finally:
         if main and (Path(out) / "metrics.jsonl").exists():
             plot_loss(read_metrics(Path(out) / "metrics.jsonl"), Path(out) / "loss.png")
@@ -59,6 +60,38 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
         for note in res.notes:
             log(f"note: {note}")
     return res
+
+
+def train_and_sample(cfg: RunConfig, out: str | Path, *, sample: bool = True, resume: bool = False, log: Log = print,
+                     progress: bool = True, budget: Budget | None = None) -> TrainResult:
+    """`difflab train`: train into `out`, then (with `sample`, for a diffusion model) draw cfg.sample.num_samples
+    samples, both within train.minutes (the budget's clock), and write summary.json."""
+    budget = budget or Budget()
+    budget.seconds = cfg.train.minutes * 60
+    sampling = sample and cfg.model == "diffusion"
+    try:
+        res = train_run(cfg, out, resume=resume, log=log, progress=progress, budget=budget,
+                        after=(lambda pipe: [pipe.plan(_estimable(cfg.sample), log).seconds]) if sampling else None)
+    except Interrupted as e:
+        if e.result is not None and is_main_process():
+            write_summary(out, e.result, budget)
+        raise
+    if not is_main_process():
+        return res
+    if sampling:
+        try:
+            sample_to(load(out), out, cfg.sample, log=log, progress=progress, budget=budget)
+        except KeyboardInterrupt:
+            raise Interrupted(f"sampling interrupted; training had finished and its checkpoint (step {res.steps}) is "
+                              f"in {out}: draw samples with difflab sample --run {out}") from None
+    write_summary(out, res, budget)
+    log(budget.line())
+    return res
+
+
+def _estimable(sc: SampleConfig) -> SampleConfig:
+    """A sample config whose cost can be estimated before training (a calibrated grid costs as much as its own)."""
+    return replace(sc, grid="auto") if sc.grid == "calibrated" else sc
 
 
 def planned_images(cfg: RunConfig, probe: Pipeline | None, budget: Budget, reserve: float) -> int:

@@ -126,13 +126,14 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """difflab eval sweep: quality against NFE for several samplers of one run, table and plot."""
-    from difflab.eval.sweep import DEFAULT_NFES, DEFAULT_SAMPLERS, nfe_sweep, parse_list, write_sweep
+    from difflab.eval.sweep import DEFAULT_NFES, DEFAULT_SAMPLERS, check_sweep, nfe_sweep, parse_list, write_sweep
     from difflab.pipeline import load
 
     log = _log(args)
     _check_counts(args)
     samplers = parse_list(args.samplers, DEFAULT_SAMPLERS, str, "--samplers")
     nfes = parse_list(args.nfe, DEFAULT_NFES, int, "--nfe")
+    check_sweep(samplers, nfes)  # before the judge or Inception is loaded (or trained)
     pipe = load(args.run)
     score = _scorer(pipe, args, ("fid",), log)
     points = nfe_sweep(pipe, samplers, nfes, args.num, args.seeds, score, log=log)

@@ -122,14 +122,14 @@ def _common(p: argparse.ArgumentParser, config: bool = True, example: str = "tra
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def main(argv: list[str] | None = None, started: float | None = None) -> int:
-    """Run one command; `started` (a time.monotonic() reading) is when its time budget began: by default when this
-    module was imported, the start of the process for the command line."""
+def main(argv: list[str] | None = None, started: float | None = None, clock=time.monotonic) -> int:
+    """Run one command. A time budget (--minutes) is read on `clock` from `started`, a reading of it: by default
+    when this module was imported, the start of the process for the command line."""
     from difflab.train.interrupt import Interrupted
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
-    args.started = STARTED if started is None else started
+    args.started, args.clock = STARTED if started is None else started, clock
     rank = os.environ.get("RANK", "0")
     try:
         import torch
@@ -162,11 +162,13 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from difflab.budget import Budget
     from difflab.demo import run_demo
 
     if args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
-    run_demo(args.out, args.minutes, args.seed, args.set, log=_log(args), progress=not args.quiet, started=args.started)
+    run_demo(args.out, args.minutes, args.seed, args.set, log=_log(args), progress=not args.quiet,
+             budget=Budget(start=args.started, clock=args.clock))
     return 0
 
 
@@ -195,12 +197,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from difflab.budget import Budget
     from difflab.config import build_config, load_yaml, merge
-    from difflab.pipeline import load
-    from difflab.runs import sample_to, train_run, write_summary
-    from difflab.train.distributed import is_main_process
-    from difflab.train.interrupt import Interrupted
+    from difflab.runs import train_and_sample
 
-    budget = Budget(start=args.started)
     flags = [f"data.name={args.data}"] if args.data else []
     flags += [f"data.path={args.data_path}"] if args.data_path else []
     flags += [f"train.minutes={args.minutes}"] if args.minutes is not None else []
@@ -218,34 +216,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"--sample must be >= 0 (0: no samples after training), got {args.sample}")
     if args.sample:
         cfg = replace(cfg, sample=replace(cfg.sample, num_samples=args.sample))
-    budget.seconds = cfg.train.minutes * 60
-    sampling = args.sample != 0 and cfg.model == "diffusion"
-    log = _log(args)
-    try:
-        res = train_run(cfg, args.out, resume=args.resume, log=log, progress=not args.quiet, budget=budget,
-                        after=(lambda pipe: [pipe.plan(_estimable(cfg.sample), log).seconds]) if sampling else None)
-    except Interrupted as e:
-        if e.result is not None and is_main_process():
-            write_summary(args.out, e.result, budget)
-        raise
-    if not is_main_process():
-        return 0
-    if sampling:
-        try:
-            sample_to(load(args.out), args.out, cfg.sample, log=log, progress=not args.quiet, budget=budget)
-        except KeyboardInterrupt:
-            raise Interrupted(f"sampling interrupted; training had finished and its checkpoint (step {res.steps}) is "
-                              f"in {args.out}: draw samples with difflab sample --run {args.out}") from None
-    write_summary(args.out, res, budget)
-    log(budget.line())
+    train_and_sample(cfg, args.out, sample=args.sample != 0, resume=args.resume, log=_log(args),
+                     progress=not args.quiet, budget=Budget(start=args.started, clock=args.clock))
     return 0
-
-
-def _estimable(sc):
-    """A sample config whose cost can be estimated before training (a calibrated grid costs as much as its own)."""
-    from dataclasses import replace
-
-    return replace(sc, grid="auto") if sc.grid == "calibrated" else sc
 
 
 def _resume_base(out: Path) -> dict | None:

@@ -74,7 +74,7 @@ def _to_input(images: np.ndarray) -> Tensor:
 
 
 @torch.no_grad()
-def _predict_probs(model: nn.Module, images: np.ndarray, batch: int = 1000) -> Tensor:
+def _predict_probs(model: nn.Module, images: np.ndarray, batch: int = 128) -> Tensor:
     """Softmax probabilities (N, 10) for uint8 images (N, 28, 28)."""
     model.eval()
     chunks = [F.softmax(model(_to_input(images[i : i + batch])), dim=1) for i in range(0, len(images), batch)]

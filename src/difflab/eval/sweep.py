@@ -42,15 +42,20 @@ def parse_list(text: str | None, default: Sequence, kind: type, what: str) -> tu
         raise UserError(f"{what} takes a comma-separated list like {','.join(map(str, default))}, got {text!r}") from None
 
 
-def nfe_sweep(pipe, samplers: Sequence[str], nfes: Sequence[int], num: int, seeds: int,
-              score: Callable[[list[Tensor]], QualityReport], log: Callable[[str], None] = print) -> list[SweepPoint]:
-    """Every sampler at every NFE it can run (two-evaluation samplers at the largest grid within the budget)."""
+def check_sweep(samplers: Sequence[str], nfes: Sequence[int]) -> None:
+    """Refuse an unknown sampler or a budget under 2 evaluations (before any feature network is built)."""
     for name in samplers:
         if name not in SAMPLERS or name == "rk45":
             raise UserError(f"--samplers takes names from {sorted(set(SAMPLERS) - {'rk45'})}, got {name!r} "
                             "(rk45 is adaptive: it has no NFE to sweep)")
     if not nfes or min(nfes) < 2:
         raise UserError(f"--nfe takes budgets of at least 2 network evaluations, got {list(nfes)}")
+
+
+def nfe_sweep(pipe, samplers: Sequence[str], nfes: Sequence[int], num: int, seeds: int,
+              score: Callable[[list[Tensor]], QualityReport], log: Callable[[str], None] = print) -> list[SweepPoint]:
+    """Every sampler at every NFE it can run (two-evaluation samplers at the largest grid within the budget)."""
+    check_sweep(samplers, nfes)
     points = []
     for name in samplers:
         for nfe in nfes:

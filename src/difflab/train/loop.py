@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from difflab.budget import Clock
 from difflab.config import RunConfig, dump_yaml
 from difflab.data.dataset import ImageData
 from difflab.errors import UserError
@@ -37,6 +38,12 @@ from difflab.train.store import LATEST, CheckpointStore
 
 CHECKPOINT = LATEST
 MIN_TRAIN_SHARE = 0.05  # a run (or a resumed one) must have at least this share of its budget left to train
+
+
+def too_little_to_train(budget_s: float, trained_s: float, reserve_s: float) -> bool:
+    """A budget (0: none) that leaves under MIN_TRAIN_SHARE of itself to train, after what the run already trained
+    and what is kept for the work after training."""
+    return bool(budget_s) and trained_s >= budget_s * (1 - MIN_TRAIN_SHARE) - reserve_s
 
 
 @dataclass(frozen=True)
@@ -69,17 +76,17 @@ def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData, objective: Object
 
 def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           log: Callable[[str], None] = print, progress: bool = True, reserve_s: float = 0.0,
-          planned_images: int = 0) -> TrainResult:
+          planned_images: int = 0, clock: Clock = time.monotonic) -> TrainResult:
     """Train with Algorithm 1 until max_images or the time budget train.minutes less `reserve_s` (kept for work
-    after training); checkpoints and metrics go to run_dir. Unset warm-up and EMA half-life follow
-    `planned_images` (rank 0's; default max_images). The first Ctrl-C stops after the current step with
+    after training; both read on `clock`); checkpoints and metrics go to run_dir. Unset warm-up and EMA half-life
+    follow `planned_images` (rank 0's; default max_images). The first Ctrl-C stops after the current step with
     metrics, checkpoint (and the caller's plot) at that step, then raises Interrupted.
 
     Under torchrun every rank calls this; rank 0 alone logs and writes."""
     world = init_world(cfg.train.device)
     try:
         return _train(cfg, data, Path(run_dir), world, resume, overwrite, log if world.main else (lambda s: None),
-                      progress and world.main, reserve_s, planned_images)
+                      progress and world.main, reserve_s, planned_images, clock)
     finally:
         close_world(world)
 
@@ -121,8 +128,8 @@ def _start(cfg: RunConfig, store: CheckpointStore, world: World, resume: bool, o
 
 
 def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume: bool, overwrite: bool,
-           log: Callable[[str], None], progress: bool, reserve_s: float, planned: int) -> TrainResult:
-    entered = time.time()
+           log: Callable[[str], None], progress: bool, reserve_s: float, planned: int, clock: Clock) -> TrainResult:
+    entered = clock()
     tc = cfg.train
     if tc.batch_size % (world.size * tc.grad_accum):
         raise UserError(f"train.batch_size={tc.batch_size} must divide into {world.size} ranks x "
@@ -136,7 +143,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     if st.images >= tc.max_images:
         raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images): "
                         "pass a larger --max-images")
-    if tc.minutes and st.seconds >= tc.minutes * 60 * (1 - MIN_TRAIN_SHARE) - reserve_s:
+    if too_little_to_train(tc.minutes * 60, st.seconds, reserve_s):
         kept = f", with {reserve_s:.0f} s kept for the work after training" if reserve_s >= 1 else ""
         need = (st.seconds + reserve_s) / 60 / (1 - MIN_TRAIN_SHARE) + 0.5
         again = "the run is already at its budget" if st.step else "the time budget leaves too little to train"
@@ -184,19 +191,20 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
     forward = with_precision(torch.compile(model) if tc.compile else model, tc.precision, world.device)
     order = DataOrder(len(data), tc.seed)
     total_steps = st.step + math.ceil((tc.max_images - st.images) / tc.batch_size)
-    deadline = tc.minutes * 60 - reserve_s - (time.time() - entered)  # in the run's training seconds
+    deadline = tc.minutes * 60 - reserve_s - (clock() - entered)  # in the run's training seconds
     bar = Progress(total_steps, "train", "step", tc.log_every, st.step, log=log, enabled=progress,
                    budget_s=max(deadline, 1.0) if tc.minutes else 0.0, spent_s=st.seconds)
     next_ckpt = (st.images // tc.checkpoint_every_images + 1) * tc.checkpoint_every_images
-    t_start, sec0, loss_v, stopped, skipped, clean_exit = time.time(), st.seconds, float("nan"), "images", 0, False
+    t_start, sec0, loss_v, stopped, skipped, clean_exit = clock(), st.seconds, float("nan"), "images", 0, False
     st.net.train()
     stop = StopRequest(say=world.main).__enter__()
     try:
         while st.images < tc.max_images:
-            r = _step(st, objective, forward, model, data, conditions, order, cfg, world, deadline, stop.requested)
+            r = _step(st, objective, forward, model, data, conditions, order, cfg, world, stop.requested,
+                      time_up=lambda: bool(tc.minutes) and sec0 + clock() - t_start >= deadline)
             st.step += 1
             st.images += tc.batch_size
-            st.seconds = sec0 + time.time() - t_start
+            st.seconds = sec0 + clock() - t_start
             loss_v = r.loss
             bad = not (r.applied or r.overflow)
             st.bad_in_a_row = st.bad_in_a_row + 1 if bad else 0
@@ -281,7 +289,8 @@ def _record(metrics, events, cfg: RunConfig, st: TrainState, r: StepResult, clos
 
 
 def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Module, data: ImageData,
-          conditions: DataConditions, order: DataOrder, cfg: RunConfig, world: World, deadline: float, stop: bool) -> StepResult:
+          conditions: DataConditions, order: DataOrder, cfg: RunConfig, world: World, stop: bool,
+          time_up: Callable[[], bool]) -> StepResult:
     """One step of the objective on the global batch; this rank trains on its slice, in grad_accum micro-batches.
 
     Example k of the global batch draws everything random (t, eps, latent noise, condition dropout) from its own
@@ -309,9 +318,10 @@ def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Mo
         loss_sum += loss.detach()
     st.scaler.unscale_(st.opt)
     gnorm = torch.nn.utils.clip_grad_norm_(st.net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-    time_up = float(bool(tc.minutes) and st.seconds >= deadline)
-    stats = world.sum(torch.stack([loss_sum.float(), torch.tensor(time_up, device=dev), torch.tensor(float(stop),
-                                                                                                      device=dev)]))
+    up = float(time_up())  # with this step's forward and backward counted: the step that reaches the deadline is
+    # the last (checked here, so one collective carries it with the loss)
+    stats = world.sum(torch.stack([loss_sum.float(), torch.tensor(up, device=dev), torch.tensor(float(stop),
+                                                                                                 device=dev)]))
     loss_v, gnorm_v = float(stats[0]) / world.size, float(gnorm)  # the norm is of the averaged gradient: global
     finite = math.isfinite(loss_v) and math.isfinite(gnorm_v)
     if finite:
