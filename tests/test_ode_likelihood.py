@@ -7,19 +7,17 @@ import math
 import pytest
 import torch
 
-from difflab.config import build_config
-from difflab.data.build import build_dataset
 from difflab.data.toy import eight_mode_ring
 from difflab.eval.exact import MixtureDenoiser
 from difflab.eval.ode_likelihood import dequantize, discrete_nll, ode_log_likelihood
 from difflab.samplers import SAMPLERS, NoiseSource
 from difflab.schedules import VPLinear, build_schedule
 from difflab.schedules.grids import make_grid
-from difflab.train import loop
 from difflab.train.build import build_denoiser
 from difflab.utils import bits_per_dim
 from difflab.train.run import load_run
 from tests.oracles import ring_quality
+from tests.runs import ring_run
 
 
 def test_ode_log_likelihood_of_the_exact_mixture_is_its_log_density():
@@ -53,17 +51,12 @@ def test_dequantized_bits_per_dim_pay_the_bin_volume():
     assert abs(float(bits_per_dim(discrete_nll(torch.tensor([-D * math.log(width)]), D), D)) - 8.0) < 1e-9
 
 
-@pytest.mark.parametrize("kind", ["vp", "linear"])
-def test_a_trained_network_samples_with_every_sampler(tmp_path, kind):
-    """An MLP trained in continuous time (t ~ U[t_min, 1], VP SDE) or discrete time, sampled by all samplers."""
-    base = {"arch": "mlp", "data": {"name": "gmm", "num_points": 20000}, "mlp": {"hidden": 128, "depth": 3},
-            "schedule": {"kind": kind},
-            "train": {"batch_size": 256, "max_images": 256 * 2500, "lr": 2e-3, "warmup_images": 5000,
-                      "ema_half_life_images": 20000, "log_every": 100, "checkpoint_every_images": 10**9,
-                      "parameterization": "eps"}}
-    cfg = build_config(base=base)
-    loop.train(cfg, build_dataset(cfg.data), tmp_path, progress=False, log=lambda s: None)
-    run = load_run(tmp_path)
+@pytest.mark.parametrize("kind,steps", [("vp", 2500), ("linear", 5000)])
+def test_a_trained_network_samples_with_every_sampler(kind, steps):
+    """An MLP trained in continuous time (t ~ U[t_min, 1], VP SDE) or discrete time (tests/runs.py, shared), sampled
+    by all samplers."""
+    run = load_run(ring_run(kind, steps))
+    cfg = run.cfg
     s = build_schedule(cfg.schedule)
     den = build_denoiser(cfg, run.ema)
     gmm, n = eight_mode_ring(), 1000

@@ -19,6 +19,7 @@ from difflab.train.build import build_denoiser
 from difflab.train.ema import ema_beta
 from difflab.train.run import load_run
 from tests.oracles import ring_quality
+from tests.runs import ring_run
 
 TOY = {"arch": "mlp", "data": {"name": "gmm", "num_points": 4096}, "mlp": {"hidden": 64, "depth": 2},
        "train": {"batch_size": 64, "max_images": 64 * 40, "lr": 1e-3, "warmup_images": 256, "log_every": 5,
@@ -124,18 +125,12 @@ def test_data_that_does_not_fit_the_model_is_refused_before_writing(tmp_path):
         loop.train(cfg, build_dataset(cfg.data), tmp_path / "out", progress=False)
 
 
-def test_end_to_end_2d_mixture_with_bounded_work(tmp_path):
-    """Train the MLP on the 8-mode ring for 5,000 steps of 256 and sample 4,000 points in 250 steps: stated quality.
-    The work is bounded (steps, samples), never the time: speed belongs in bench/."""
-    base = {"arch": "mlp", "data": {"name": "gmm", "num_points": 20000}, "mlp": {"hidden": 128, "depth": 3},
-            "train": {"batch_size": 256, "max_images": 256 * 5000, "lr": 2e-3, "warmup_images": 5000,
-                      "ema_half_life_images": 20000, "log_every": 100, "checkpoint_every_images": 10**9,
-                      "parameterization": "eps"}}
-    cfg = build_config(base=base)
-    loop.train(cfg, build_dataset(cfg.data), tmp_path, progress=False, log=lambda s: None)
-    run = load_run(tmp_path)
-    sched = build_schedule(cfg.schedule)
-    x = generate(build_denoiser(cfg, run.ema), (2,), 4000, sched, discrete_grid(1000, 250), seed=0,
+def test_end_to_end_2d_mixture_with_bounded_work():
+    """The MLP trained on the 8-mode ring for 5,000 steps of 256 (tests/runs.py, shared) samples 4,000 points in 250
+    steps at stated quality. The work is bounded (steps, samples), never the time: speed belongs in bench/."""
+    run = load_run(ring_run("linear"))
+    sched = build_schedule(run.cfg.schedule)
+    x = generate(build_denoiser(run.cfg, run.ema), (2,), 4000, sched, discrete_grid(1000, 250), seed=0,
                  batch_size=4000).double()
     gmm = eight_mode_ring()
     tv, on_mode = ring_quality(x, gmm)
