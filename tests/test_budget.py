@@ -61,6 +61,7 @@ STEP_S = 3 * BATCH * PER_IMAGE
 SAMPLE_S = SAMPLES * NFE * PER_IMAGE
 TIMING_S = 4 * SAMPLES * PER_IMAGE  # sample_to plans again: one warm-up and three timed evaluations
 RESERVE_S = TAIL_MARGIN * SAMPLE_S + TAIL_FIXED_S
+TINY_UNET = ["--set", "unet.base_channels=8", "--set", "unet.channel_mult=[1,2]", "--set", "unet.attention_levels=[1]"]
 
 
 def test_a_budget_adds_up_its_phases_on_its_own_clock():
@@ -115,9 +116,10 @@ def test_a_budget_that_leaves_too_little_to_train_is_refused_at_its_threshold(tm
 
 
 def test_the_demo_shrinks_its_samples_and_bound_to_their_shares_of_the_budget():
-    """fit_demo on an untrained network of the demo's shape: 64 samples x 250 ancestral steps at 64 / 16 s an
-    evaluation (1000 s), the bound 2 x 34 evaluations of 64 test images a batch (272 s a batch)."""
-    cfg = build_config(base=DEMO, overrides=["data.limit=64"])
+    """fit_demo on an untrained network like the demo's (smaller: the virtual cost is per example): 64 samples x 250
+    ancestral steps at 64 / 16 s an evaluation (1000 s), the bound 2 x 34 evaluations of 64 test images a batch
+    (272 s a batch)."""
+    cfg = build_config(base=DEMO, overrides=["data.limit=64", "data.image_size=8", *TINY_UNET[1::2]])
     net = build_network(cfg).eval()
     spec = build_dataset(cfg.data).spec
     sample_s, batch_s = 64 * 250 * PER_IMAGE, 2 * 34 * 64 * PER_IMAGE
@@ -133,14 +135,11 @@ def test_the_demo_shrinks_its_samples_and_bound_to_their_shares_of_the_budget():
             assert len(fit.cuts) == (steps < 250) + (images < 256)
 
 
-TINY_UNET = ["--set", "unet.base_channels=8", "--set", "unet.channel_mult=[1,2]", "--set", "unet.attention_levels=[1]"]
-
-
 def test_the_demo_command_fits_its_budget_with_every_figure_and_the_report(tmp_path):
     with WorkClock() as clock:
         p = in_process("demo", "--out", "d", "--minutes", "10", "--threads", "1", *TINY_UNET, "--set",
-                       "data.limit=512", "--set", "schedule.T=50", "--set", "sample.steps=50", "--set",
-                       "sample.num_samples=4", cwd=tmp_path, clock=clock)
+                       "data.limit=512", "--set", "data.image_size=14", "--set", "schedule.T=50", "--set",
+                       "sample.steps=50", "--set", "sample.num_samples=4", cwd=tmp_path, clock=clock)
     assert p.returncode == 0, p.stderr
     d = tmp_path / "d"
     for f in ("samples.png", "forward.png", "reverse.png", "loss.png", "report.md", "checkpoint.safetensors"):
@@ -154,7 +153,7 @@ def test_the_demo_command_fits_its_budget_with_every_figure_and_the_report(tmp_p
     spent = s["seconds"]
     assert s["stopped_by"] == "time" and spent["total"] <= spent["budget"] == 600 and spent["evaluation"] > 0
     assert spent["training"] == s["steps"] * 3 * 64 * PER_IMAGE
-    assert np.load(d / "samples.npz")["images"].shape == (4, 28, 28)
+    assert np.load(d / "samples.npz")["images"].shape == (4, 14, 14)
     p = in_process("eval", "nll", "--checkpoint", "d", "--num-images", "4", "--num-t", "4", "--quiet", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "L_0" in p.stdout and "L_T" in p.stdout and "bits/dim" in p.stdout
