@@ -51,7 +51,7 @@ def test_dequantized_bits_per_dim_pay_the_bin_volume():
     assert abs(float(bits_per_dim(discrete_nll(torch.tensor([-D * math.log(width)]), D), D)) - 8.0) < 1e-9
 
 
-@pytest.mark.parametrize("kind,steps", [("vp", 2500), ("linear", 5000)])
+@pytest.mark.parametrize("kind,steps", [("vp", 1000), ("linear", 1500)])
 def test_a_trained_network_samples_with_every_sampler(kind, steps):
     """An MLP trained in continuous time (t ~ U[t_min, 1], VP SDE) or discrete time (tests/runs.py, shared), sampled
     by all samplers."""

@@ -126,7 +126,7 @@ def test_data_that_does_not_fit_the_model_is_refused_before_writing(tmp_path):
 
 
 def test_end_to_end_2d_mixture_with_bounded_work():
-    """The MLP trained on the 8-mode ring for 5,000 steps of 256 (tests/runs.py, shared) samples 4,000 points in 250
+    """The MLP trained on the 8-mode ring for 1,500 steps of 1024 (tests/runs.py, shared) samples 4,000 points in 250
     steps at stated quality. The work is bounded (steps, samples), never the time: speed belongs in bench/."""
     run = load_run(ring_run("linear"))
     sched = build_schedule(run.cfg.schedule)
@@ -135,7 +135,7 @@ def test_end_to_end_2d_mixture_with_bounded_work():
     gmm = eight_mode_ring()
     tv, on_mode = ring_quality(x, gmm)
     print(f"2-D mixture: mode TV {tv:.3f}, on-mode share {on_mode:.3f}")
-    assert tv < 0.06 and on_mode > 0.88  # measured: TV 0.017, on-mode 0.92 (true data: TV ~0.01, 0.989)
+    assert tv < 0.06 and on_mode > 0.87  # measured: TV 0.028, on-mode 0.890 (true data: TV ~0.01, 0.989)
 
 
 def test_learned_variance_trains_through_the_bound_and_samples(tmp_path):
