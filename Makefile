@@ -24,7 +24,7 @@ demo: setup  ## train on MNIST for MINUTES, then write samples, plots and a repo
 	@echo "open runs/demo/report.md"
 
 test: setup  ## the test suite on 2 workers
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope -q --durations=15
 
 bench: setup  ## difflab vs diffusers on MNIST, same wall-clock (installs diffusers into .venv)
 	$(BIN)/pip install -q -c bench/constraints.txt -r bench/requirements.txt

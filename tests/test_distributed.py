@@ -39,13 +39,14 @@ def assert_bitwise_equal(a: Path, b: Path) -> None:
     assert losses(a) == losses(b)
 
 
-def test_torchrun_two_processes_equal_one_process_and_resume_bitwise_after_sigkill(tmp_path):
-    """30 steps of 16 images, checkpoints every 4; under torchrun 2 ranks x 2 micro-batches of 4: DDP's gradient
-    average and accumulation must give the global-batch step; the same job SIGKILLed at a random step (every
-    process at once) and resumed ends bitwise equal to the uninterrupted one."""
+def test_one_process_and_torchrun_resume_bitwise_after_sigkill_and_agree(tmp_path):
+    """30 steps of 16 images, checkpoints every 4, SIGKILLed at a random step (every process at once) and resumed:
+    bitwise equal to the uninterrupted run, alone and under torchrun; there, 2 ranks x 2 micro-batches of 4: DDP's
+    gradient average and accumulation must give the global-batch step of the run alone."""
     args = ["train", *UNET, "--set", "train.max_images=480", "--set", "train.checkpoint_every_images=64"]
     alone = difflab(*args, "--out", "alone", cwd=tmp_path)
     assert alone.returncode == 0, alone.stderr
+    cut_and_resume(tmp_path, args, nproc=0, full="alone", cut="cut")
     ddp = [*args, "--set", "train.grad_accum=2"]
     full = difflab(*ddp, "--out", "full", cwd=tmp_path, nproc=2)
     assert full.returncode == 0, full.stderr
@@ -61,7 +62,7 @@ def test_torchrun_two_processes_equal_one_process_and_resume_bitwise_after_sigki
         # (a bias ahead of a GroupNorm) moves by ~lr on rounding noise; the others agree to 1e-5.
         assert (diff < 1e-5).float().mean() > 0.99, f"{prefix}: {(diff >= 1e-5).sum()} of {diff.numel()} differ"
         assert diff.max() < 2 * 1e-3 * 30, diff.max()  # at most the lr-sized noise, 30 steps
-    cut_and_resume(tmp_path, ddp, nproc=2)
+    cut_and_resume(tmp_path, ddp, nproc=2, full="full", cut="ddp_cut")
 
 
 def test_a_setting_that_cannot_work_under_torchrun_is_one_line_from_rank_0(tmp_path):
@@ -83,27 +84,23 @@ def kill_and_resume(tmp_path: Path, nproc: int, command_args: tuple[str, ...] = 
     cut_and_resume(tmp_path, args, nproc)
 
 
-def cut_and_resume(tmp_path: Path, args: list[str], nproc: int) -> None:
-    """Run `args` again into cut/, SIGKILL it at a random step, resume it: bitwise equal to full/."""
+def cut_and_resume(tmp_path: Path, args: list[str], nproc: int, full: str = "full", cut: str = "cut") -> None:
+    """Run `args` again into `cut`, SIGKILL it at a random step, resume it: bitwise equal to `full`."""
     step = random.SystemRandom().randrange(3, 20)  # a random step, printed on failure
-    rc = kill_at_step(command(*args, "--out", "cut", nproc=nproc), tmp_path, tmp_path / "cut", step)
+    rc = kill_at_step(command(*args, "--out", cut, nproc=nproc), tmp_path, tmp_path / cut, step)
     assert rc == -signal.SIGKILL, f"the run ended ({rc}) before it could be killed at step {step}"
-    latest = tmp_path / "cut" / "checkpoint.safetensors"
+    latest = tmp_path / cut / "checkpoint.safetensors"
     had = latest.exists()  # killed before the first checkpoint (step 4): the resume starts the run afresh
     assert not had or json.loads(load_file_meta(latest))["step"] < 30  # it really was cut short
-    resumed = difflab(*args, "--out", "cut", "--resume", cwd=tmp_path, nproc=nproc)
+    resumed = difflab(*args, "--out", cut, "--resume", cwd=tmp_path, nproc=nproc)
     assert resumed.returncode == 0, resumed.stderr
     assert ("resuming from" in resumed.stdout) == had, (step, resumed.stdout)
-    assert_bitwise_equal(tmp_path / "full", tmp_path / "cut")
+    assert_bitwise_equal(tmp_path / full, tmp_path / cut)
 
 
 @pytest.mark.parametrize("model", ["vae", "classifier"])
 def test_the_vae_and_the_classifier_resume_bitwise_after_sigkill(tmp_path, model):
     kill_and_resume(tmp_path, nproc=0, command_args=tuple(VAE if model == "vae" else CLASSIFIER))
-
-
-def test_sigkill_at_a_random_step_then_resume_is_bitwise_exact(tmp_path):
-    kill_and_resume(tmp_path, nproc=0)
 
 
 DIES_WHILE_WRITING = """
