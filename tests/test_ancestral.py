@@ -20,8 +20,8 @@ def _mode_stats(gmm: GaussianMixture, x: torch.Tensor):
     return counts / counts.sum(), d.min(1).values
 
 
-@pytest.mark.parametrize("schedule", [LINEAR, DiscreteSchedule(cosine_betas(1000))], ids=["linear", "cosine"])
-@pytest.mark.parametrize("variance", ["posterior", "beta"])
+@pytest.mark.parametrize("schedule,variance", [(LINEAR, "posterior"), (DiscreteSchedule(cosine_betas(1000)), "beta")],
+                         ids=["linear-posterior", "cosine-beta"])
 def test_exact_score_sampling_reproduces_the_mixture(schedule, variance):
     gmm = eight_mode_ring()
     n = 4000

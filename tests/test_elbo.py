@@ -78,19 +78,16 @@ def expected_bound(T: int, m: float, s2: float, variance: str) -> float:
     expected KL is 0.5 (log(v / st2) + st2 / v - 1 + c_x0^2 Var[x0|x_t] / v); an independent oracle for elbo_exact.
     """
     sch = vp_schedule(T)
-    ab, beta = sch.alpha_bars, sch.betas
-    total = 0.0
-    for t in range(1, T + 1):
-        var0 = s2 * (1 - ab[t]) / (ab[t] * s2 + 1 - ab[t])
-        c_x0 = ab[t - 1].sqrt() * beta[t] / (1 - ab[t])
-        st2 = sch.posterior_variance(t)
-        v = beta[t] if variance == "beta" else (st2 if t > 1 else sch.posterior_variance(2))
-        if t == 1:  # continuous Gaussian decoder, mean E[x0 | x_1]
-            total += 0.5 * math.log(2 * math.pi * v) + var0 / (2 * v)
-        else:
-            total += 0.5 * (math.log(v / st2) + st2 / v - 1 + c_x0**2 * var0 / v)
-    total += 0.5 * (ab[T] * (m**2 + s2) + (1 - ab[T]) - 1 - math.log(1 - ab[T]))  # L_T
-    return float(total)
+    ab, beta = sch.alpha_bars.double(), sch.betas.double()
+    t = torch.arange(1, T + 1)  # every step at once, (T,)
+    var0 = s2 * (1 - ab[t]) / (ab[t] * s2 + 1 - ab[t])
+    c_x0 = ab[t - 1].sqrt() * beta[t] / (1 - ab[t])
+    st2 = sch.posterior_variance(t).double()
+    v = beta[t] if variance == "beta" else torch.where(t > 1, st2, st2[1])  # t = 1 takes sigma_2^2
+    kl = 0.5 * (torch.log(v / st2) + st2 / v - 1 + c_x0**2 * var0 / v)  # L_{t-1}, t >= 2
+    l0 = 0.5 * math.log(2 * math.pi * v[0]) + var0[0] / (2 * v[0])  # continuous Gaussian decoder, mean E[x0 | x_1]
+    lT = 0.5 * (ab[T] * (m**2 + s2) + (1 - ab[T]) - 1 - math.log(1 - ab[T]))
+    return float(l0 + kl[1:].sum() + lT)
 
 
 def diagonal_gaussian():
@@ -109,10 +106,11 @@ def closed_form_gap(T: int, variance: str) -> float:
 @pytest.mark.parametrize("T", [10, 100, 1000])
 @pytest.mark.parametrize("variance", ["beta", "posterior"])
 def test_elbo_matches_the_closed_form_for_gaussian_data(T, variance):
-    """elbo_exact averaged over data equals the closed-form expected bound (Monte Carlo error only)."""
+    """elbo_exact averaged over data equals the closed-form expected bound (Monte Carlo error only: the tolerance is
+    4 standard errors of the n samples)."""
     data = diagonal_gaussian()
     s = vp_schedule(T)
-    n = 3000
+    n = 3000 if T < 1000 else 1000  # T terms per sample
     x0 = data.sample(n, torch.Generator().manual_seed(T))[0]
     terms = elbo_exact(MixtureDenoiser(data, s), s, x0, variance=variance, discrete=False,
                        generator=torch.Generator().manual_seed(1), t_chunk=max(1, T // 10))
