@@ -81,9 +81,10 @@ def test_precision_and_recall_move_the_expected_way():
 
 def test_sliced_wasserstein_of_a_shift():
     g = gen(4)
-    x = torch.randn(4000, 3, generator=g)
+    x = torch.randn(1000, 3, generator=g)
     s = torch.tensor([1.0, -2.0, 0.5])
     assert sliced_wasserstein(x, x, generator=g) == 0
-    # projections of a shift s onto random unit directions: E (d.s)^2 = |s|^2 / D
-    assert sliced_wasserstein(x, x + s, projections=4000, generator=g) == pytest.approx(
+    # projections of a shift s onto random unit directions: E (d.s)^2 = |s|^2 / D (the same points shifted: the only
+    # randomness is the directions', ~1 % of the root at 1000 of them)
+    assert sliced_wasserstein(x, x + s, projections=1000, generator=g) == pytest.approx(
         float(s.norm()) / math.sqrt(3), rel=0.05)

@@ -52,7 +52,7 @@ def test_dequantized_bits_per_dim_pay_the_bin_volume():
     assert abs(float(bits_per_dim(discrete_nll(torch.tensor([-D * math.log(width)]), D), D)) - 8.0) < 1e-9
 
 
-@pytest.mark.parametrize("kind,steps", [("vp", 1000), ("linear", 1500)])
+@pytest.mark.parametrize("kind,steps", [("vp", 800), ("linear", 1500)])
 def test_a_trained_network_samples_with_every_sampler(kind, steps):
     """An MLP trained in continuous time (t ~ U[t_min, 1], VP SDE) or discrete time (tests/runs.py), sampled by all
     samplers; end to end, the discrete one samples 4,000 points by 250 ancestral steps at stated quality. The work is
