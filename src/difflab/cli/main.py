@@ -124,12 +124,14 @@ def _common(p: argparse.ArgumentParser, config: bool = True, example: str = "tra
 
 def main(argv: list[str] | None = None, started: float | None = None, clock=time.monotonic) -> int:
     """Run one command. A time budget (--minutes) is read on `clock` from `started`, a reading of it: by default
-    when this module was imported, the start of the process for the command line."""
+    when this module was imported (the start of the process for the command line), or now on another clock."""
     from difflab.train.interrupt import Interrupted
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
-    args.started, args.clock = STARTED if started is None else started, clock
+    if started is None:
+        started = STARTED if clock is time.monotonic else clock()
+    args.started, args.clock = started, clock
     rank = os.environ.get("RANK", "0")
     try:
         import torch
