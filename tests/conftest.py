@@ -1,4 +1,3 @@
-import fcntl
 import os
 
 import pytest
@@ -19,10 +18,10 @@ def judge():
     machine and cached beside it, under a lock, so the suite's other worker waits for it and loads it."""
     from difflab.eval import judge as J
 
+    from tests.runs import locked
+
     full, quick = J.judge_dir(), J.judge_dir().with_name(f"judge-quick-{QUICK_JUDGE_STEPS}")
-    quick.parent.mkdir(parents=True, exist_ok=True)
-    with open(quick.parent / "judge-quick.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(quick.parent / "judge-quick.lock"):
         for root in (full, quick):
             loaded = J._load(root)
             if loaded is not None:
