@@ -45,8 +45,7 @@ from difflab.data.medical import ood_medical, shepp_logan  # noqa: E402
 from difflab.demo import DEMO  # noqa: E402
 from difflab.eval.grid import save_grid  # noqa: E402
 from difflab.inverse.metrics import quality  # noqa: E402
-from difflab.inverse.restore import TaskConfig, baselines, build_operator, posterior_mean, posterior_sample  # noqa: E402
-from difflab.cli.restore import view  # noqa: E402
+from difflab.inverse.restore import TaskConfig, build_operator, posterior_mean, posterior_sample  # noqa: E402
 from mnist_recipes import cpu_flags  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "inverse"
@@ -119,6 +118,12 @@ def tune_diffusion(task: str, tc: TaskConfig, pipe, nfe: int, sampler: str) -> t
     return zeta, dds
 
 
+def baselines(op, y: torch.Tensor, lam: float, nsr: float) -> dict[str, torch.Tensor]:
+    """The operator's baselines with the TV weight lam and (deblurring) the Wiener ratio nsr."""
+    op.tv_weight, op.tv_noise, op.nsr = lam, max(op.noise_std, 1e-12), nsr
+    return op.baselines(y)
+
+
 def tune(task: str, tc: TaskConfig, shape) -> tuple[float, float]:
     """The TV lambda and Wiener NSR with the best mean PSNR on validation images."""
     x = images(task, "val", 8, seed=1)
@@ -187,7 +192,7 @@ def main() -> None:
                          "n": len(x), "seconds": round(secs, 1), "tv_lambda": lam, "wiener_nsr": nsr,
                          "noise": tc.noise_std})
             print(json.dumps(rows[-1]), flush=True)
-        shown = [x[:8], view(op, y, pipe.shape)[:8]] + [r[:8] for r, _ in results.values()]
+        shown = [x[:8], op.view(y)[:8]] + [r[:8] for r, _ in results.values()]
         save_grid(torch.cat(shown), OUT / f"{task}.png", nrow=8)
         (OUT / f"{task}_rows.txt").write_text("rows: truth, measurement, " + ", ".join(results) + "\n")
     (OUT / f"{args.results}.json").write_text(json.dumps(rows, indent=1))

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import difflab  # noqa: E402
 from difflab.config import build_config, dump_yaml  # noqa: E402
-from difflab.data.captions import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, caption  # noqa: E402
+from difflab.conditions.language import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, caption  # noqa: E402
 from difflab.data.dataset import to_uint8  # noqa: E402
 from difflab.demo import DEMO  # noqa: E402
 from difflab.eval.grid import save_grid  # noqa: E402

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from difflab.conditions.language import (HELD_OUT_TEMPLATES, MAX_TOKENS, NUMBER_WORDS, TRAIN_TEMPLATES, UNKNOWN,
+                                         VOCAB, caption)
+from difflab.conditions.text import caption_tokenizer
 from difflab.data.build import build_dataset
-from difflab.data.captions import (HELD_OUT_TEMPLATES, MAX_TOKENS, NUMBER_WORDS, TRAIN_TEMPLATES, UNKNOWN, VOCAB,
-                                   caption, two_digit_canvas)
+from difflab.data.captions import two_digit_canvas
 from difflab.data.dataset import DataConfig
-from difflab.nn.text import caption_tokenizer
 from difflab.data.mnist import load_mnist
 from difflab.errors import UserError
 

@@ -219,3 +219,21 @@ def test_resume_before_the_first_checkpoint_restarts_the_same_run(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "data: gmm" in p.stdout and "starting a new run" in p.stdout  # the run's own config, not the defaults
     assert "arch: mlp" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_every_command_module_registers_a_handler_for_each_of_its_commands():
+    from difflab.cli.main import make_parser
+
+    def leaves(parser, handler=None):  # (name, its handler or its parent command's) of every runnable command
+        handler = parser.get_default("handler") or handler
+        subs = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+        if not subs:
+            yield parser.prog, handler
+        for action in subs:
+            for child in action.choices.values():
+                yield from leaves(child, handler)
+
+    found = dict(leaves(make_parser()))
+    assert {"difflab demo", "difflab train", "difflab restore", "difflab eval nll", "difflab bench samplers"} <= set(found)
+    missing = [name for name, handler in found.items() if not callable(handler)]
+    assert not missing, missing

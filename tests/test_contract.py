@@ -6,7 +6,7 @@ import torch
 from difflab.condition import LABEL, Condition, check_condition
 from difflab.data.toy import GaussianMixture, eight_mode_ring
 from difflab.errors import UserError
-from difflab.losses.objective import Batch, DiffusionObjective
+from difflab.losses.objective import OBJECTIVES, Batch
 from difflab.nn import MLP, MLPConfig
 from difflab.noise import NoiseSource
 from difflab.precond import PARAMETERIZATIONS, Parameterization, Precond
@@ -132,7 +132,7 @@ def test_condition_dropout_drops_at_the_configured_rate():
     n, nc = 20000, 10
     batch = Batch(torch.zeros(n, 2), Condition.labels(torch.full((n,), 3), nc))
     for rate in (0.0, 0.25):
-        obj = DiffusionObjective(s, Parameterization(), cond_dropout=rate, conditions=("label",))
+        obj = OBJECTIVES["simple"](s, Parameterization(), cond_dropout=rate, conditions=("label",))
         obj.loss(Spy(), batch, NoiseSource.for_indices(0, range(n), block=1))
         dropped = float((seen[-1] == nc).double().mean())
         assert set(seen[-1].tolist()) <= {3, nc}
@@ -143,7 +143,7 @@ def test_edm_objective_draws_log_normal_noise_levels_and_weights_the_x0_error():
     """ln sigma~ ~ N(P_mean, P_std^2) inside the schedule's range; the loss of a zero network is lambda |x0|^2
     c_out^2-weighted as in EDM: lambda(s) |x0_hat - x0|^2 with lambda = (s^2 + sd^2) / (s sd)^2."""
     s = build_schedule(ScheduleConfig(kind="edm"))
-    obj = DiffusionObjective(s, Parameterization("edm"), kind="edm")
+    obj = OBJECTIVES["edm"](s, Parameterization("edm"))
     u = NoiseSource.for_indices(0, range(20000), block=1).rand()
     log_s = torch.log(torch.exp(-0.5 * s.log_snr(obj.times(u))))
     inside = (log_s > -5) & (log_s < 4)

@@ -12,7 +12,7 @@ import torch
 import difflab
 from difflab.data.build import build_dataset
 from difflab.data.dataset import DataConfig
-from difflab.latent.codec import load_codec, resolve_latent
+from difflab.latent.codec import load_codec, model_data, resolve_latent
 from tests.proc import assert_one_line_error, difflab as run_cli
 
 AE = ["--set", "data.limit=256", "--set", "vae.width=8", "--max-images", "6000", "--eval-images", "64", "--quiet"]
@@ -55,7 +55,7 @@ def test_the_latent_scale_is_fixed_from_the_data_and_restored_bitwise(root):
     assert struct.pack("<d", pipe.codec.scale) == struct.pack("<d", cfg.latent_scale) == \
         struct.pack("<d", again.latent_scale)
     assert 0.1 < cfg.latent_scale < 10 and cfg.latent_sha256 == again.latent_sha256
-    z = build_dataset(cfg).x  # the training latents, scaled: unit variance by construction
+    z = model_data(cfg).x  # the training latents, scaled: unit variance by construction
     assert abs(float(z.std()) - 1.0) < 0.05
 
 

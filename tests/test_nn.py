@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from difflab.condition import Condition
+from difflab.conditions.label import LabelKind
 from difflab.errors import UserError
 from difflab.nn import MLP, MLPConfig, UNet, UNetConfig
 from difflab.nn.blocks import SelfAttention
@@ -32,7 +33,7 @@ def test_unet_maps_images_to_images(cfg, size):
 
 def test_unet_attention_and_classes():
     cfg = UNetConfig(base_channels=8, channel_mult=(1, 2), attention_levels=(1,), num_classes=10)
-    net = UNet(cfg)
+    net = UNet(cfg, kinds=[LabelKind(10)])
     assert sum(isinstance(m, SelfAttention) for m in net.modules()) == 1 + 1 + 2  # down, mid, up (2 blocks)
     with torch.no_grad():
         for p in net.parameters():

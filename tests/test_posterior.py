@@ -7,7 +7,7 @@ import torch
 
 from difflab.data.toy import GaussianMixture
 from difflab.eval.exact import MixtureDenoiser
-from difflab.inverse.operators import Downsample, Inpaint
+from difflab.operators import Downsample, Inpaint
 from difflab.inverse.posterior import DPS, DataConsistency, MomentProjection, Projection, conjugate_gradients, resampled
 from difflab.noise import NoiseSource
 from difflab.prediction import Prediction

@@ -11,10 +11,11 @@ import torch
 import difflab
 from difflab.condition import TOKENS, Condition
 from difflab.config import build_config
-from difflab.data.captions import caption
+from difflab.conditions.caption import CaptionKind
+from difflab.conditions.language import caption
 from difflab.data.dataset import ImageData
 from difflab.errors import UserError
-from difflab.nn.text import TextConfig, export_encoder
+from difflab.conditions.text import TextConfig, export_encoder
 from difflab.nn.unet import UNet, UNetConfig
 from difflab.train.loop import train
 from tests.proc import assert_one_line_error, difflab as cli
@@ -47,7 +48,8 @@ def halves(bright: np.ndarray) -> torch.Tensor:
 
 def test_cross_attention_reads_each_rows_caption_and_the_null_caption_is_the_unconditional_model():
     torch.manual_seed(0)
-    net = UNet(UNetConfig(base_channels=8, channel_mult=(1, 2), attention_levels=(1,)), text=TextConfig("transformer"))
+    net = UNet(UNetConfig(base_channels=8, channel_mult=(1, 2), attention_levels=(1,)),
+               kinds=[CaptionKind(TextConfig("transformer"))])
     for m in net.modules():  # the zero-initialised output layers made random, so every path carries signal
         if hasattr(m, "proj") and isinstance(m.proj, torch.nn.Linear):
             torch.nn.init.normal_(m.proj.weight, std=0.2)
@@ -100,7 +102,7 @@ def test_a_pretrained_encoder_plugs_in_frozen_from_a_folder_and_a_changed_file_i
     assert spec["pad"] == 0 and spec["max_tokens"] == 16 and "next" in spec["vocab"]
     source = difflab.load(sided_run).net.text
     cfg = build_config(None, ["text.encoder=pretrained", f"text.path={tmp_path / 'enc'}"], base=TINY)
-    net = UNet(cfg.unet, text=cfg.text)
+    net = UNet(cfg.unet, kinds=[CaptionKind(cfg.text)])
     ids = source.tokenizer(["a 1 next to a 0", "0 1"])
     with torch.no_grad():
         torch.testing.assert_close(net.text.encoder(ids), source(ids))  # the exported features, exactly
@@ -113,14 +115,14 @@ def test_a_pretrained_encoder_plugs_in_frozen_from_a_folder_and_a_changed_file_i
     train(cfg, data, tmp_path / "frozen", log=lambda s: None, progress=False)
     assert difflab.load(tmp_path / "frozen").sample(2, prompts="1 0", nfe=2).shape == (2, 1, 8, 16)
     torch.manual_seed(5)
-    other = UNet(cfg.unet, text=replace(cfg.text, encoder="transformer", path=""))
+    other = UNet(cfg.unet, kinds=[CaptionKind(replace(cfg.text, encoder="transformer", path=""))])
     export_encoder(other.text, tmp_path / "enc")
     assert_one_line_error(cli("sample", "--run", "frozen", "--prompt", "1 0", cwd=tmp_path), "changed since")
     (tmp_path / "enc" / "tokenizer.json").write_text("{}")
     with pytest.raises(UserError, match="vocab"):
-        UNet(cfg.unet, text=cfg.text)
+        UNet(cfg.unet, kinds=[CaptionKind(cfg.text)])
     with pytest.raises(UserError, match="encoder.pt"):
-        UNet(cfg.unet, text=replace(cfg.text, path=str(tmp_path)))
+        UNet(cfg.unet, kinds=[CaptionKind(replace(cfg.text, path=str(tmp_path)))])
 
 
 def test_prompts_and_text_settings_that_cannot_work_are_one_line(sided_run, tmp_path):

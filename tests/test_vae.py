@@ -7,7 +7,7 @@ import torch
 from difflab.data.build import build_dataset
 from difflab.data.dataset import DataConfig
 from difflab.errors import UserError
-from difflab.latent.vae import HierarchicalVAE, VAEConfig
+from difflab.vae import HierarchicalVAE, VAEConfig
 from difflab.losses.gaussian import gaussian_log_prob
 from difflab.noise import NoiseSource
 from tests.proc import assert_one_line_error, difflab
@@ -33,7 +33,7 @@ def test_terms_are_finite_and_the_top_kl_is_the_closed_form(levels):
 
 def test_training_by_the_elbo_lowers_the_bound(tmp_path):
     from difflab.config import build_config
-    from difflab.train.vae import VAE_DEFAULTS, evaluate_vae, train_vae
+    from difflab.autoencoder import VAE_DEFAULTS, evaluate_vae, train_vae
 
     cfg = build_config(base={**VAE_DEFAULTS, "data": {"name": "mnist", "limit": 2000}, "vae": {"levels": 2, "width": 16},
                              "train": {**VAE_DEFAULTS["train"], "max_images": 64 * 80, "lr": 2e-3}})

@@ -1,19 +1,20 @@
-"""What a sample is conditioned on: named tensors (class label, token ids, a low-resolution image, a mask, ...), each
-with a null value, so one network is conditional and unconditional at once (condition dropout in training,
-classifier-free guidance at sampling time)."""
+"""What a sample is conditioned on: named tensors (class label, token ids, a low-resolution image, ...), each with a
+null value, so one network is conditional and unconditional at once (condition dropout in training, classifier-free
+guidance at sampling time); and the kinds of condition, each one module under conditions/ that registers itself."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, ClassVar, Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from difflab.errors import UserError
 
-LABEL = "label"  # class index in [0, num_classes); its null value is num_classes
-TOKENS = "tokens"  # caption token ids (L,); the null caption is all padding
-LOWRES = "lowres"  # super-resolution: the low-resolution image upsampled to full size (C, H, W); null = zeros
+LABEL = "label"  # class index in [0, num_classes); its null value is num_classes (conditions/label.py)
+TOKENS = "tokens"  # caption token ids (L,); the null caption is all padding (conditions/caption.py)
+LOWRES = "lowres"  # the low-resolution image upsampled to full size (C, H, W); null = zeros (conditions/lowres.py)
+INJECTIONS = ("embedding", "context", "concat", "target")  # where a network takes a condition in (ConditionKind)
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,75 @@ def check_condition(takes: tuple[str, ...], fields: tuple[str, ...]) -> None:
     if extra:
         what = f"conditions {list(takes)}" if takes else "no condition (it was trained unconditionally)"
         raise UserError(f"the model takes {what}, not {extra[0]!r}: drop that option or train a model that takes it")
+
+
+class ConditionKind:
+    """One kind of condition: its field, its null, how training reads it from a dataset's rows, how a sampling request
+    builds it, and where a network takes it in. `inject`: 'embedding' (module(values) (B, dim) is added to the noise
+    embedding), 'context' (module(values) (B, L, width) is attended by cross-attention), 'concat' (values (B, c, H, W)
+    join the input channels) or 'target' (read from the data for the objective, fed to no network: a classifier's
+    label). Subclasses register themselves with @register_kind; a run takes a kind when from_config says so."""
+
+    name: ClassVar[str] = ""  # the registry key, also the Condition field
+    inject: ClassVar[str] = "embedding"
+    module_name: ClassVar[str] = ""  # the network attribute its module is kept under (its checkpoint key); "": name
+    request_key: ClassVar[str] = ""  # the sample-config field that asks for it (classes, prompts), if any
+    missing: ClassVar[str] = ""  # one line for a request of it to a run that does not take it
+    guides_unasked: ClassVar[bool] = False  # its request without values still names a target (example prompts)
+
+    @property
+    def field(self) -> str:
+        return self.name
+
+    @classmethod
+    def from_config(cls, cfg) -> "ConditionKind | None":
+        """The kind a run config asks for (None: the run does not take it); by default: named in cfg.conditions."""
+        return cls() if cls.name in getattr(cfg, "conditions", ()) else None
+
+    @classmethod
+    def asked(cls, sc) -> bool:
+        """Whether a sample config asks for this kind."""
+        return bool(cls.request_key and getattr(sc, cls.request_key, None))
+
+    def module(self, dim: int) -> nn.Module | None:
+        """embedding: values (B, ...) -> (B, dim); context: values (B, ...) -> (B, L, width) with `.width`."""
+        return None
+
+    def channels(self, in_channels: int) -> int:
+        """concat: the channels its values add to the network's input."""
+        return 0
+
+    def null(self, shape: tuple[int, ...]) -> Tensor:
+        """One example's null value, for data examples of `shape`."""
+        raise NotImplementedError
+
+    def reader(self, data) -> Callable[[Tensor], Tensor]:
+        """Training: rows idx of `data` (an ImageData) -> values (B, ...); refuses data without it in one line."""
+        raise NotImplementedError
+
+    def request(self, sc, n: int, shape: tuple[int, ...]) -> Tensor:
+        """Sampling: the values (n, ...) of a sample config's request (the null rows when nothing is asked)."""
+        return self.null(shape).expand(n, *self.null(shape).shape).clone()
+
+    def condition(self, values: Tensor, shape: tuple[int, ...]) -> Condition:
+        """values (B, ...) as a Condition of this one field."""
+        return Condition({self.field: values}, {self.field: self.null(shape).to(values.device)})
+
+
+KINDS: dict[str, type[ConditionKind]] = {}  # every registered condition kind, by name
+
+
+def register_kind(cls: type[ConditionKind]) -> type[ConditionKind]:
+    """Class decorator: make a condition kind known (a run names it in cfg.conditions; built-ins ask the config)."""
+    if not cls.name or cls.inject not in INJECTIONS:
+        raise ValueError(f"a condition kind needs a name and inject in {INJECTIONS}: {cls.__name__}")
+    KINDS[cls.name] = cls
+    return cls
+
+
+def joined(parts: list[Condition]) -> Condition | None:
+    """The fields of every part, same rows (None for no part)."""
+    out = None
+    for c in parts:
+        out = c if out is None else out.join(c)
+    return out

@@ -12,16 +12,17 @@ import yaml
 
 from difflab.data.dataset import DataConfig
 from difflab.errors import UserError
-from difflab.latent.vae import VAEConfig
+from difflab.vae import VAEConfig
 from difflab.losses.objective import OBJECTIVES
 from difflab.nn.classifier import ClassifierConfig
 from difflab.nn.mlp import MLPConfig
-from difflab.nn.text import TextConfig
+from difflab.conditions.text import TextConfig
 from difflab.nn.unet import UNetConfig
 from difflab.precond import Parameterization
 from difflab.reverse import VARIANCES
 from difflab.schedules.config import ScheduleConfig
-from difflab.train.precision import PRECISIONS
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # train.precision: the network's autocast dtype (train/precision.py)
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,14 @@ class TrainConfig:
         Parameterization(self.parameterization, self.sigma_data)  # validates both
         if not 0 <= self.cond_dropout < 1:
             raise UserError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
-        if self.continuous_levels and self.objective in ("elbo", "hybrid"):
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"train.objective must be one of {tuple(OBJECTIVES)}, got {self.objective!r}")
+        if self.continuous_levels and OBJECTIVES[self.objective].needs_table:
             raise UserError("train.continuous_levels needs objective simple or edm: the ELBO's terms sit on the table's "
                             "integer steps")
         if self.edm_p_std <= 0:
             raise UserError(f"train.edm_p_std must be positive, got {self.edm_p_std}")
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"train.objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.learn_variance and self.objective in ("simple", "edm"):
+        if self.learn_variance and not OBJECTIVES[self.objective].needs_table:
             raise UserError("train.learn_variance needs train.objective elbo or hybrid: the simple loss "
                             "does not see the variance")
         if self.precision not in PRECISIONS:
@@ -150,8 +151,10 @@ class RunConfig:
     text: TextConfig = field(default_factory=TextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    conditions: tuple[str, ...] = ()  # further condition kinds by registered name (label, caption, lowres follow unet.num_classes, text.encoder, unet.lowres_factor)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "conditions", tuple(self.conditions))
         if self.model not in MODELS:
             raise UserError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.arch not in ("unet", "mlp"):
@@ -161,7 +164,7 @@ class RunConfig:
                             f"model={self.model} arch={self.arch}: drop text.encoder or set arch=unet")
         if self.model != "diffusion":
             return
-        if not self.schedule.discrete and (self.train.objective in ("elbo", "hybrid") or self.train.learn_variance):
+        if not self.schedule.discrete and (OBJECTIVES[self.train.objective].needs_table or self.train.learn_variance):
             raise UserError(f"train.objective={self.train.objective} and learn_variance need a discrete schedule "
                             f"(linear or cosine): the ELBO is a sum over steps; schedule.kind={self.schedule.kind} "
                             "trains by denoising score matching (objective simple)")

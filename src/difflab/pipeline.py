@@ -5,7 +5,6 @@ noise -> sampler(clip(guidance(denoiser))) -> decoder -> images in the data's ra
 autoencoder; the identity for a pixel run)."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,9 +15,11 @@ import torch
 from torch import Tensor
 
 from difflab.budget import Clock, eval_seconds
-from difflab.condition import LABEL, LOWRES, TOKENS, Condition
+from difflab.condition import KINDS, Condition, joined
+from difflab.conditions.kinds import kinds_for
+from difflab.latent.codec import run_codec
 from difflab.config import RunConfig, SampleConfig
-from difflab.data.dataset import DataSpec, to_uint8
+from difflab.data.dataset import DataSpec
 from difflab.errors import UserError
 from difflab.noise import NoiseSource
 from difflab.precond import Precond
@@ -29,7 +30,7 @@ from difflab.samplers.registry import AUTO_NFE, CountingDenoiser, SamplerSpec, a
 from difflab.samplers.walk import StepCallback
 from difflab.schedules.base import Schedule
 from difflab.schedules.grids import make_grid
-from difflab.train.build import build_denoiser, model_classes
+from difflab.train.build import build_denoiser
 from difflab.train.progress import Progress
 from difflab.train.run import LoadedRun, load_run
 
@@ -85,16 +86,8 @@ class Pipeline:
         self.denoiser: Precond = build_denoiser(self.cfg, self.net)
         self.schedule: Schedule = self.denoiser.schedule
         self.device = next(self.net.parameters()).device
-        self.codec = None
-        if self.spec.space == "latent":  # the autoencoder the latents came from: pinned by its sha256
-            from difflab.latent.codec import load_codec
-
-            self.codec = load_codec(self.cfg.data)
-            self.codec.vae.to(self.device)
-            if tuple(self.codec.latent_shape) != tuple(self.spec.shape):
-                raise UserError(f"the autoencoder {self.cfg.data.latent} makes latents of shape "
-                                f"{tuple(self.codec.latent_shape)}, this run was trained on {tuple(self.spec.shape)}: "
-                                "point data.latent at the autoencoder it was trained with")
+        self.kinds = tuple(k for k in kinds_for(self.cfg) if k.field in self.net.conditions)
+        self.codec = run_codec(self.cfg.data, self.spec, self.device)  # a latent run's autoencoder, else None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -153,10 +146,9 @@ class Pipeline:
             raise UserError(f"the start time t0 must lie in (0, 1], got {t_start:g}")
         chosen, sc = sc.sampler == "auto", resolve_sampler(sc)
         spec = get_sampler(sc.sampler)
-        options = {"ancestral": {"variance": replace(self.cfg, sample=sc).variance},
-                   "ddim": {"eta": sc.eta}}.get(sc.sampler, {})
+        options = spec.options(replace(self.cfg, sample=sc))
         grid_name = spec.grid_for(self.schedule) if sc.grid == "auto" else sc.grid
-        if sc.sampler == "rk45":
+        if spec.adaptive:
             grid, nfe = make_grid("uniform", self.schedule, 2), None
         else:
             if sc.nfe is not None:
@@ -203,45 +195,11 @@ class Pipeline:
     def guidance(self, sc: SampleConfig, scale: float, *, classifier: str | Path | None = None,
                  interval: tuple[float, float] | None = None,
                  cond: Condition | None = None) -> tuple[Transform, Condition]:
-        """(transform, condition) for sample.classes / sample.prompts: classifier guidance with a classifier run, else
-        classifier-free guidance of this conditional run (refused in one line where the run cannot do it)."""
-        from difflab.guidance import ClassifierFreeGuidance, ClassifierGuidance, check_scale
-        from difflab.losses.classifier import classifier_logits
+        """(transform, condition) for sample.classes / sample.prompts (guide.py): classifier guidance with a classifier
+        run, else classifier-free guidance of this conditional run."""
+        from difflab.guide import guidance_for
 
-        scale = check_scale(scale)
-        takes = LABEL in self.net.conditions
-        if classifier is None:
-            if not self.net.conditions:
-                raise UserError("classifier-free guidance needs a conditional run (unet.num_classes > 0 or "
-                                "text.encoder); for this unconditional run pass a noise-conditional classifier "
-                                "(--classifier RUN)")
-            if not sc.classes and not sc.prompts and cond is None and TOKENS not in self.net.conditions:
-                raise UserError("guidance needs the class(es) to guide towards: pass --class K (classes=...)")
-            if self.cfg.train.cond_dropout <= 0:
-                raise UserError("classifier-free guidance needs the unconditional model too, but this run was trained "
-                                "with train.cond_dropout = 0: retrain with --set train.cond_dropout=0.1 or pass "
-                                "--classifier RUN")
-            cond = self.condition(sc) if cond is None else cond
-            return (lambda den: ClassifierFreeGuidance(den, scale, self.schedule, interval)), cond
-        if not sc.classes and cond is None:
-            raise UserError("classifier guidance needs the class(es) to guide towards: pass --class K (classes=...)")
-        run = load_run(classifier, model="classifier")
-        if tuple(run.spec.shape) != tuple(self.shape):
-            raise UserError(f"the classifier {classifier} was trained on data of shape {tuple(run.spec.shape)}, this "
-                            f"run makes {tuple(self.shape)}: train the classifier on the same data and image size")
-        k = run.cfg.classifier.num_classes
-        if takes and model_classes(self.cfg)[0] != k:
-            raise UserError(f"the classifier {classifier} knows {k} classes, this run {model_classes(self.cfg)[0]}: "
-                            "pair runs trained on the same labels")
-        if cond is None:
-            idx = torch.arange(sc.num_samples)
-            cond = Condition.labels(torch.tensor(sc.classes)[idx % len(sc.classes)], k)
-        net = run.ema.to(self.device)
-
-        def logits(x: Tensor, t: Tensor) -> Tensor:
-            return classifier_logits(net, self.schedule, x, t)
-
-        return (lambda den: ClassifierGuidance(den, logits, scale, pass_cond=takes)), cond
+        return guidance_for(self, sc, scale, classifier=classifier, interval=interval, cond=cond)
 
     def draw(self, plan: SamplingPlan, *, cond: Condition | None = None, guidance: Transform | None = None,
              log: Log | None = None, progress: bool = False, callback: StepCallback | None = None,
@@ -290,35 +248,12 @@ class Pipeline:
         return Clip(denoiser, *self.spec.value_range) if clip and self.spec.value_range is not None else denoiser
 
     def condition(self, sc: SampleConfig) -> Condition | None:
-        """What to sample: the labels of sample.classes and the captions of sample.prompts, cycled over the samples.
-        Without classes a class-conditional model samples unconditionally if it was trained with condition dropout,
-        else sample k gets class k mod C; without prompts a text-to-image model draws example prompts."""
-        takes, nc, k = self.net.conditions, model_classes(self.cfg)[0], torch.arange(sc.num_samples)
-        if sc.classes and LABEL not in takes:
-            raise UserError("sample.classes needs a class-conditional run (trained with unet.num_classes > 0); "
-                            "this one takes none: guide it with a classifier (--classifier RUN)")
-        if sc.prompts and TOKENS not in takes:
-            raise UserError("a prompt needs a text-to-image run (trained with --set text.encoder=transformer on "
-                            "captioned data, e.g. --data mnist_pairs); this run takes no text")
-        cond = None
-        if LABEL in takes:
-            cond = Condition.labels(torch.tensor(sc.classes)[k % len(sc.classes)] if sc.classes else k % nc, nc)
-            cond = cond.null() if not sc.classes and self.cfg.train.cond_dropout > 0 else cond
-        if TOKENS in takes:
-            text = Condition.tokens(self.net.text.tokenizer(self.prompts(sc)), self.net.text.null)
-            cond = text if cond is None else cond.join(text)
-        if LOWRES in takes:  # no low-resolution input here: the null one (difflab restore gives real ones)
-            lr = Condition({LOWRES: torch.zeros(sc.num_samples, *self.shape)}, {LOWRES: torch.zeros(self.shape)})
-            cond = lr if cond is None else cond.join(lr)
-        return cond
-
-    def prompts(self, sc: SampleConfig) -> tuple[str, ...]:
-        """The caption of each sample: sample.prompts cycled, else example prompts."""
-        from difflab.data.captions import example_prompts
-
-        if not sc.prompts:
-            return example_prompts(sc.num_samples)
-        return tuple(sc.prompts[k % len(sc.prompts)] for k in range(sc.num_samples))
+        """What to sample: each condition kind of the run builds its field from the request (sample.classes cycled,
+        sample.prompts cycled or example prompts, ...); a request the run cannot take is refused in one line."""
+        for K in KINDS.values():
+            if K.asked(sc) and K.name not in self.net.conditions:
+                raise UserError(K.missing)
+        return joined([k.condition(k.request(sc, sc.num_samples, self.shape), self.shape) for k in self.kinds])
 
     def eval_seconds(self, batch: int) -> float:
         """Seconds of one network evaluation on `batch` examples (timed, after a warm-up call)."""
@@ -328,65 +263,26 @@ class Pipeline:
 
     # -- files --------------------------------------------------------------------------------------------------
     def save_grid(self, x: Tensor, path: str | Path, nrow: int | None = None) -> Path:
-        """A PNG of samples: an image grid, or a scatter over the training data for 2-D points."""
-        from difflab.eval.grid import save_grid
-        from difflab.eval.plots import plot_points
+        """A PNG of samples: an image grid, or a scatter over the training data for 2-D points (eval/samples.py)."""
+        from difflab.eval.samples import sample_figure
 
-        from difflab.data.build import build_dataset
-        from difflab.eval.plots import plot_series
-        from difflab.latent.codec import pixel_config
-
-        path = Path(path)
-        if self.data_spec.is_image:
-            return save_grid(x, path, nrow)
-        data = build_dataset(pixel_config(self.cfg.data)).x[:2000]
-        return plot_series(x, path, data) if x.ndim == 3 else plot_points(x, path, data)
+        return sample_figure(x, path, self.data_spec, self.cfg.data, nrow)
 
     def save(self, x: Tensor, out: str | Path, name: str = "samples") -> Path:
         """NAME.png (grid) and NAME.npz (uint8 images (N, H, W[, C]) or float points (N, D)) in `out`."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        self.save_grid(x, out / f"{name}.png")
-        if self.data_spec.is_image:
-            imgs = to_uint8(x).transpose(0, 2, 3, 1)  # (N, H, W, C)
-            np.savez_compressed(out / f"{name}.npz", images=imgs[..., 0] if imgs.shape[-1] == 1 else imgs)
-        else:
-            np.savez_compressed(out / f"{name}.npz", samples=x.numpy())
-        return out / f"{name}.png"
+        from difflab.eval.samples import save_samples
+
+        return save_samples(x, out, name, self.data_spec, self.cfg.data)
 
     # -- likelihood ---------------------------------------------------------------------------------------------
     def log_likelihood(self, x: Tensor, *, method: str = "ode", cond: Condition | None = None, rtol: float = 1e-5,
                        num_t: int | None = None, seed: int = 0) -> Tensor:
-        """log p(x) per example in nats: 'ode' the exact likelihood by the probability-flow ODE (8-bit data:
-        log P of the pixel bins, by uniform dequantization), 'elbo' the lower bound -(L_0 + sum L_{t-1} + L_T)
-        over all T steps, or over num_t importance-sampled steps. 8-bit data: x is rounded to the 8-bit grid first
-        (real images are on it already; samples are not). Divide by -D ln 2 for bits/dim."""
-        from difflab.eval.ode_likelihood import dequantize, discrete_nll, ode_log_likelihood
-        from difflab.losses.elbo import elbo_exact, elbo_importance
+        """log p(x) per example in nats (eval/likelihood.py): 'ode' the exact likelihood by the probability-flow ODE
+        (8-bit data: log P of the pixel bins, by uniform dequantization), 'elbo' the lower bound -(L_0 + sum L_{t-1}
+        + L_T) over all T steps, or over num_t importance-sampled steps. Divide by -D ln 2 for bits/dim."""
+        from difflab.eval.likelihood import log_likelihood
 
-        x = x.to(self.device, torch.float32)
-        if tuple(x.shape[1:]) != tuple(self.shape):
-            raise UserError(f"log_likelihood takes examples of shape {self.shape}, got {tuple(x.shape[1:])}")
-        g = torch.Generator().manual_seed(seed)
-        quantized, dims = self.spec.quantized, math.prod(self.shape)
-        if quantized:  # the model's likelihood is of 8-bit images: samples are put on the grid first
-            x = torch.round((x.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
-        if method == "ode":
-            xd = dequantize(x.cpu(), g).to(x) if quantized else x
-            r = ode_log_likelihood(self.denoiser, self.schedule, xd, cond=cond, rtol=rtol, atol=rtol, generator=g)
-            return -discrete_nll(r.log_p, dims, 256 if quantized else None).cpu()
-        if method != "elbo":
-            raise UserError(f"method must be 'ode' or 'elbo', got {method!r}")
-        if not self.cfg.schedule.discrete:
-            raise UserError(f"the ELBO needs a discrete schedule; this run uses {self.cfg.schedule.kind}: use 'ode'")
-        with torch.no_grad():
-            if num_t is None:
-                e = elbo_exact(self.denoiser, self.schedule, x, variance=self.cfg.variance, discrete=quantized,
-                               cond=cond, generator=g)
-                return -(e.L0 + e.Lt.sum(1) + e.LT).cpu()
-            e = elbo_importance(self.denoiser, self.schedule, x, num_t, variance=self.cfg.variance,
-                                discrete=quantized, cond=cond, generator=g)
-            return -(e.L0 + e.Lt + e.LT).cpu()
+        return log_likelihood(self, x, method=method, cond=cond, rtol=rtol, num_t=num_t, seed=seed)
 
 
 def load(path: str | Path, *, schedule: Optional[str] = None, live: bool = False) -> Pipeline:

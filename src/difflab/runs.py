@@ -14,6 +14,7 @@ from difflab.budget import Budget, reserve_seconds
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.build import build_dataset
 from difflab.eval.plots import forward_frames, plot_loss, plot_strip, read_metrics
+from difflab.latent.codec import model_data, pixel_config, resolve_latent
 from difflab.pipeline import Pipeline, load, resolve_sampler
 from difflab.train.build import build_network, build_objective, build_schedule
 from difflab.train.distributed import is_main_process
@@ -34,10 +35,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
     if cfg.data.path:  # stored absolute, so the run can be evaluated from any folder
         cfg = replace(cfg, data=replace(cfg.data, path=str(Path(cfg.data.path).resolve())))
     if cfg.data.latent:  # the autoencoder pinned and the latent scale fixed, once, before anything trains
-        from difflab.latent.codec import pixel_config, resolve_latent
-
         cfg = replace(cfg, data=resolve_latent(cfg.data, build_dataset(pixel_config(cfg.data)).x))
-    data = build_dataset(cfg.data)
+    data = model_data(cfg.data)
     main = is_main_process()
     if main:
         latent = f" as latents of {cfg.data.latent} (scale {cfg.data.latent_scale:.6g})" if cfg.data.latent else ""
@@ -153,7 +152,7 @@ def trajectory_figures(pipe: Pipeline, out: Path, frames: ReverseFrames, x0: tor
     cfg = pipe.cfg
     T = cfg.schedule.T
     times = [round(float(v), 3) for v in np.linspace(0, 1, cols)]
-    data = build_dataset(replace(cfg.data, limit=frames.n)).x[: frames.n]
+    data = model_data(replace(cfg.data, limit=frames.n)).x[: frames.n]
     plot_strip(forward_frames(data, build_schedule(cfg), times, seed), [round(t * T) for t in times],
                out / "forward.png", "forward process q(x_t | x_0): data to noise")
     images = [x for _, x in frames.frames] + [x0[: frames.n]]

@@ -4,16 +4,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from difflab.cli.common import log_for as _log
+from difflab.cli.common import Parser, common, log_for as _log
 from difflab.errors import UserError
 
 
-def add_parsers(sub, common, parser_class) -> None:
+def register(sub) -> None:
     """difflab eval nll | fid | kid | pr | all | sweep; `common` adds --threads / --quiet, `parser_class` makes a usage
     error one line."""
     e = sub.add_parser("eval", help="evaluate a trained run (nll: the ELBO in bits/dim)",
                        description="Evaluate a trained run.")
-    esub = e.add_subparsers(dest="what", required=True, parser_class=parser_class, metavar="WHAT")
+    esub = e.add_subparsers(dest="what", required=True, parser_class=Parser, metavar="WHAT")
     n = esub.add_parser("nll", help="the negative ELBO term by term, in nats and bits/dim, on a test split",
                         description="The bound of the lecture, term by term: L_0 (discretized decoder on 8-bit "
                                     "pixels), sum of L_{t-1}, L_T, total and bits/dim with a standard error.")
@@ -66,6 +66,8 @@ def add_parsers(sub, common, parser_class) -> None:
     w.add_argument("--reference", default="test", help="as for difflab eval fid (default: test)")
     w.add_argument("--out", help="folder for sweep.png and sweep.json (default: the run folder)")
     common(w, config=False)
+    e.set_defaults(handler=cmd_eval)
+
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

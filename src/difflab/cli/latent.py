@@ -7,7 +7,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from difflab.cli.common import log_for as _log
+from difflab.cli.common import common, log_for as _log, resume_base
 from difflab.errors import UserError
 
 # the autoencoder's training defaults (the loop's EMA, checkpoints, resume and logs come with it); KL weight 0.1: a
@@ -28,7 +28,7 @@ def _vae_flags(p: argparse.ArgumentParser, what: str, out: str) -> None:
     p.add_argument("--eval-images", type=int, default=512, help=f"test examples for the {what} (default: 512)")
 
 
-def add_parsers(sub, common) -> None:
+def register(sub) -> None:
     v = sub.add_parser("vae", help="train a VAE or hierarchical VAE by its ELBO and report the bound",
                        description="Train a convolutional VAE (vae.levels=1) or a Markovian hierarchical VAE "
                                    "(vae.levels>1) by its ELBO through the training loop of `difflab train` (EMA, "
@@ -51,6 +51,9 @@ def add_parsers(sub, common) -> None:
     a.add_argument("--data-path", help="folder of images or .npz file (sets data.path)")
     _vae_flags(a, "report", "runs/autoencoder")
     common(a, example="vae.kl_weight=0.1 --set vae.latent_channels=8")
+    v.set_defaults(handler=cmd_vae)
+    a.set_defaults(handler=cmd_train_autoencoder)
+
 
 
 def body_flags(data) -> list[str]:
@@ -69,15 +72,14 @@ def body_flags(data) -> list[str]:
 def _train_vae(args: argparse.Namespace, defaults: dict, flags: list[str], data_flags=None) -> int:
     """Build the config (defaults, then --config, then flags, then --set; a resumed run's own config first) and train
     with the VAE's report. `data_flags(data config)` adds flags that depend on the data of a new run."""
-    from difflab.cli.main import _resume_base
     from difflab.config import build_config, load_yaml, merge
-    from difflab.train.vae import train_vae
+    from difflab.autoencoder import train_vae
 
     if args.eval_images < 2:
         raise UserError(f"--eval-images must be at least 2, got {args.eval_images}")
     flags = list(flags) + ([f"train.minutes={args.minutes}"] if args.minutes is not None else [])
     flags += [f"train.max_images={args.max_images}"] if args.max_images is not None else []
-    base = _resume_base(Path(args.out)) if args.resume else None
+    base = resume_base(Path(args.out)) if args.resume else None
     if base is None and data_flags is not None:
         flags = data_flags(build_config(args.config, flags + args.set).data) + flags
     base = merge(base if base is not None else defaults, load_yaml(args.config) if args.config else {})
@@ -89,7 +91,7 @@ def _train_vae(args: argparse.Namespace, defaults: dict, flags: list[str], data_
 
 
 def cmd_vae(args: argparse.Namespace) -> int:
-    from difflab.train.vae import VAE_DEFAULTS
+    from difflab.autoencoder import VAE_DEFAULTS
 
     return _train_vae(args, VAE_DEFAULTS, [f"vae.levels={args.levels}"] if args.levels is not None else [])
 

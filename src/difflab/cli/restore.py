@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
-from difflab.cli.common import log_for as _log
+from difflab.cli.common import common, log_for as _log
 from difflab.errors import UserError
 from difflab.inverse.names import METHODS, TASKS
 
-if TYPE_CHECKING:
-    from torch import Tensor
 
-# the baselines' regularization, tuned on held-out validation images by bench/inverse.py (docs/inverse.md)
-TV_LAMBDA = {"inpaint": 0.02, "superres": 0.01, "deblur": 0.005, "mri": 0.01, "ct": 0.1}
-WIENER_NSR = 1e-3
-
-
-def add_parsers(sub) -> None:
+def register(sub) -> None:
     r = sub.add_parser("restore", help="solve an inverse problem (inpaint, superres, deblur, mri, ct) with a run as prior",
                        description="Measure each input image with the task's operator (y = A x + noise), restore it "
                                    "with the run as the prior (--method) and with the classical baselines, and write "
@@ -69,131 +59,18 @@ def add_parsers(sub) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out")
     for p in (r, e):
-        p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
-        p.add_argument("--quiet", action="store_true", help="no progress output")
+        common(p, config=False)
+    r.set_defaults(handler=cmd_restore)
+    e.set_defaults(handler=cmd_edit)
 
-
-def load_images(paths: list[str], shape: tuple[int, ...], resize: bool) -> Tensor:
-    """(N, C, H, W) in [-1, 1] from image files, .npy arrays or DICOM files, refused unless they fit `shape`."""
-    import torch
-
-    out = []
-    for p in paths:
-        out.append(_load_one(Path(p), shape[0]))
-    C, H, W = shape
-    fixed = []
-    for p, x in zip(paths, out):
-        if tuple(x.shape[-2:]) != (H, W):
-            if not resize:
-                raise UserError(f"{p} is {x.shape[-2]}x{x.shape[-1]} but the run makes {H}x{W} images: pass --resize "
-                                "or use a run trained on this size")
-            x = torch.nn.functional.interpolate(x[None], size=(H, W), mode="bilinear", antialias=True)[0]
-        fixed.append(x.clamp(-1, 1))
-    return torch.stack(fixed)
-
-
-def _load_one(path: Path, channels: int) -> Tensor:
-    """(C, H, W) in [-1, 1]."""
-    import numpy as np
-    import torch
-
-    from difflab.data.medical import to_unit
-
-    if not path.is_file():
-        raise UserError(f"input {path} does not exist")
-    if path.suffix.lower() == ".npy":
-        try:
-            a = np.load(path, allow_pickle=False)
-        except ValueError:
-            raise UserError(f"{path} is not a plain .npy array (object arrays are refused)") from None
-        a = a[None] if a.ndim == 2 else a
-        if a.ndim != 3 or not np.issubdtype(a.dtype, np.number):
-            raise UserError(f"{path} must hold an (H, W) or (C, H, W) numeric array, got {a.shape} {a.dtype}")
-        x = torch.from_numpy(a.astype(np.float32) / 127.5 - 1 if a.dtype == np.uint8 else a.astype(np.float32))
-    elif path.suffix.lower() in (".dcm", ".dicom"):
-        import pydicom
-
-        try:
-            x = torch.from_numpy(to_unit(pydicom.dcmread(str(path)).pixel_array))[None]
-        except Exception as e:  # pydicom raises many kinds on a bad file
-            raise UserError(f"{path} is not a readable DICOM image ({type(e).__name__})") from None
-    else:  # PNG, JPEG, ...: the image-folder reader (16-bit greyscale scaled, one line on a bad file)
-        from difflab.data.folder import read_image
-
-        a = read_image(path, "L" if channels == 1 else "RGB", 0)  # (H, W, C) uint8
-        x = torch.from_numpy(a.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
-    if x.shape[0] != channels:
-        if x.shape[0] == 1 and channels == 3:
-            x = x.expand(3, -1, -1)
-        else:
-            raise UserError(f"{path} has {x.shape[0]} channels but the run makes {channels}-channel images")
-    return x
-
-
-def view(op, y: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """The measurement as an image for the figure: observed pixels, the upsampled low-resolution image, the blurred
-    image, the k-space log-magnitude (centred) or the sinogram."""
-    import torch
-
-    from difflab.inverse.mri import MRI
-    from difflab.inverse.operators import Blur, Inpaint
-
-    if isinstance(op, Inpaint):
-        return op.pinv(y) + (1 - op.mask) * -1.0
-    if isinstance(op, Blur):
-        return y
-    if isinstance(op, MRI):
-        mag = torch.fft.fftshift(torch.log1p(y.abs() * 10), dim=(-2, -1))
-        v = mag / mag.flatten(1).amax(1).clamp_min(1e-6).reshape(-1, 1, 1, 1) * 2 - 1
-    elif op.has_pinv:
-        return op.pinv(y)
-    else:  # a sinogram (views x N), its own range to [-1, 1] (ray sums of a [-1, 1] image are mostly negative)
-        lo, hi = (v.reshape(-1, 1, 1, 1) for v in (y.flatten(1).amin(1), y.flatten(1).amax(1)))
-        v = (y - lo) / (hi - lo).clamp_min(1e-6) * 2 - 1
-    return torch.nn.functional.interpolate(v.float(), size=shape[-2:], mode="nearest").clamp(-1, 1)
-
-
-FLAGS = {"noise_std": "--noise", "mask": "--mask", "factor": "--factor", "blur": "--blur",
-         "acceleration": "--acceleration", "center_fraction": "--center-fraction", "views": "--views"}
-
-
-def read_measurement(path: str, tc):
-    """(y, the task settings it was measured with) from a measurement.npz: settings the file records replace the
-    defaults; a flag given with another value than the file's is refused, as is another task (the mask seed comes
-    from the file: it fixes the MRI and random-inpainting masks)."""
-    import numpy as np
-    import torch
-
-    from difflab.inverse.restore import TaskConfig
-
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            y = torch.from_numpy(f["y"])
-            saved = json.loads(str(f["settings"])) if "settings" in f.files else None
-    except (OSError, ValueError, KeyError):
-        raise UserError(f"{path} must be an .npz with the measurement under key y") from None
-    if saved is None:  # an array from elsewhere: the flags describe it
-        return y, tc
-    if not isinstance(saved, dict) or set(saved) != set(asdict(tc)):
-        raise UserError(f"{path} has unreadable task settings: write it again with difflab restore")
-    if saved["task"] != tc.task:
-        raise UserError(f"{path} was measured for --task {saved['task']}, not {tc.task}")
-    default = asdict(TaskConfig(tc.task))
-    for key, flag in FLAGS.items():
-        mine = getattr(tc, key)
-        if mine != default[key] and mine != saved[key]:
-            raise UserError(f"{path} was measured with {flag} {saved[key]}, not {mine}: drop {flag} (the file records "
-                            "how it was measured)")
-    return y, TaskConfig(**saved)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
-    from difflab.eval.grid import save_grid
-    from difflab.inverse.metrics import quality
-    from difflab.inverse.restore import TaskConfig, baselines, build_operator, posterior_mean
+    from difflab.inverse.inputs import load_images, read_measurement
+    from difflab.inverse.report import write_restoration
+    from difflab.inverse.restore import TaskConfig, build_operator, posterior_mean
     from difflab.pipeline import load
 
     log = _log(args)
@@ -227,40 +104,17 @@ def cmd_restore(args: argparse.Namespace) -> int:
         else:
             truth = load_images(args.input, tuple(pipe.shape), args.resize)
         y = op.measure(truth, torch.Generator().manual_seed(args.seed))
-    out = Path(args.out or Path(args.run) / f"restore_{args.task}")
     k = args.samples
     log(f"{args.task}: {len(y)} measurement(s) of {op.name}, noise {tc.noise_std:g}; restoring with {args.method}"
         + (f", the mean of {k} samples each" if k > 1 else ""))
     restored, std = posterior_mean(pipe, op, y, args.method, k, nfe=args.nfe, sampler=args.sampler, seed=args.seed,
                                    zeta=args.zeta, jumps=args.jumps, iters=args.iters, log=log,
                                    progress=not args.quiet)
-    base = baselines(op, y, TV_LAMBDA[args.task], WIENER_NSR)
-    name = f"diffusion ({args.method})" if k == 1 else f"diffusion ({args.method}, mean of {k})"
-    results = {**base, name: restored}
-    shown = list(results.values()) + ([std * (2 / std.amax().clamp_min(1e-6)) - 1] if k > 1 else [])
-    rows = [r for r in ([truth] if truth is not None else []) + [view(op, y, pipe.shape)] + shown]
-    cols = min(len(y), 8)
-    out.mkdir(parents=True, exist_ok=True)  # only now: a refused or failed restoration leaves no folder behind
-    save_grid(torch.cat([r[:cols].cpu() for r in rows]), out / "restore.png", nrow=cols)
-    np.savez_compressed(out / "restored.npz", images=restored.numpy(), **({"std": std.numpy()} if k > 1 else {}))
-    np.savez_compressed(out / "measurement.npz", y=y.numpy(), settings=np.array(json.dumps(asdict(tc))))
-    lines = [f"# {args.task}: {op.name}, noise {tc.noise_std:g}, {len(y)} image(s), run {args.run}", "",
-             "| method | PSNR (dB) | SSIM | consistency ||A x - y|| / ||y|| |", "|---|---:|---:|---:|"]
-    report = {}
-    for name, x in results.items():
-        cons = float(op.consistency(x, y).mean())
-        if truth is not None:
-            psnr, ssim = quality(x, truth)
-            report[name] = {"psnr": float(psnr.mean()), "ssim": float(ssim.mean()), "consistency": cons}
-            lines.append(f"| {name} | {psnr.mean():.2f} | {ssim.mean():.3f} | {cons:.3f} |")
-        else:
-            report[name] = {"consistency": cons}
-            lines.append(f"| {name} | - | - | {cons:.3f} |")
-    rows_said = "truth, " if truth is not None else ""
-    lines += ["", f"restore.png rows: {rows_said}measurement, {', '.join(results)}"
-              + (f", the pixel std of the {k} samples (white: {float(std.amax()):.3f})" if k > 1 else "")]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    results = {**op.baselines(y), f"diffusion ({args.method})" if k == 1 else
+               f"diffusion ({args.method}, mean of {k})": restored}
+    title = f"# {args.task}: {op.name}, noise {tc.noise_std:g}, {len(y)} image(s), run {args.run}"
+    lines = write_restoration(Path(args.out or Path(args.run) / f"restore_{args.task}"), op, y, truth, results,
+                              std if k > 1 else None, title, settings=asdict(tc))
     print("\n".join(lines))
     return 0
 
@@ -270,6 +124,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     import torch
 
     from difflab.eval.grid import save_grid
+    from difflab.inverse.inputs import load_images
     from difflab.pipeline import load
 
     log = _log(args)

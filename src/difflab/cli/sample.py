@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from difflab.cli.common import log_for as _log
+from difflab.cli.common import common, log_for as _log
 from difflab.errors import UserError
 
 
-def add_parsers(sub, common) -> None:
+def register(sub) -> None:
     """The sample and export-text-encoder subcommands; `common` adds --threads / --quiet (and --set)."""
     s = sub.add_parser("sample", help="draw samples from a trained run (Algorithm 2 or any other sampler)",
                        description="Sample from a run folder's checkpoint with Algorithm 2 or any sampler on any time "
@@ -65,6 +65,9 @@ def add_parsers(sub, common) -> None:
     x.add_argument("--run", required=True, help="a text-to-image run folder (trained with text.encoder set)")
     x.add_argument("--out", required=True, help="folder to write encoder.pt and tokenizer.json into")
     common(x, config=False)
+    s.set_defaults(handler=cmd_sample)
+    x.set_defaults(handler=cmd_export_text)
+
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -98,7 +101,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if len(rows) > 1:  # one row per scale, the same seeds and classes in every row
         cols = min(sc.num_samples, 10)
         path = save_grid(torch.cat([r[:cols] for r in rows]), Path(out) / f"{args.name}_grid.png", nrow=cols)
-        what = f"prompts {'; '.join(pipe.prompts(sc)[:cols])}" if sc.prompts else \
+        what = f"prompts {'; '.join((list(sc.prompts) * cols)[:cols])}" if sc.prompts else \
             f"classes {', '.join(str(c) for c in (list(sc.classes) * cols)[:cols])}"
         _log(args)(f"wrote {path}: rows = guidance {', '.join(f'{v:g}' for v in scales)}; columns = {what}")
     return 0
@@ -136,7 +139,7 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
 
 
 def cmd_export_text(args: argparse.Namespace) -> int:
-    from difflab.nn.text import export_encoder
+    from difflab.conditions.text import export_encoder
     from difflab.pipeline import load
 
     pipe = load(args.run)

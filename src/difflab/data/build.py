@@ -143,14 +143,9 @@ def _resize(data: ImageData, size: int) -> ImageData:
 
 def build_dataset(cfg: DataConfig) -> ImageData:
     """Load the dataset cfg.name names; images come out (N, C, H, W) float32 in [-1, 1], toy sets (N, 2); with
-    data.latent, the autoencoder's scaled latents of them (one sample of q(z | x) per example)."""
+    data.latent set, latent/codec.py's model_data gives the autoencoder's latents of them."""
     if cfg.latent:
-        from difflab.latent.codec import encode_dataset, load_codec, pixel_config
-
-        if not cfg.latent_scale:
-            raise UserError("data.latent_scale is 0: a latent run fixes it when training starts (difflab train "
-                            "--latent RUN), or set it")
-        return encode_dataset(build_dataset(pixel_config(cfg)), load_codec(cfg), cfg.seed)
+        raise UserError(f"data.latent={cfg.latent!r}: latents come from the autoencoder (difflab.latent.codec.model_data)")
     data = _limit(_LOADERS[cfg.name](cfg), cfg.limit)
     if data.x.ndim == 4:
         data = _resize(_channels(data, cfg.channels), cfg.image_size)

@@ -195,3 +195,36 @@ def evaluate_split(run: LoadedRun, fn: Callable[[Precond, torch.Tensor, Conditio
     bar.close()
     where = f"{cfg.data.name} {dcfg.split}" if splits else f"{cfg.data.name} (training data)"
     return [torch.cat(p) for p in zip(*parts)], where
+
+
+def log_likelihood(pipe, x: torch.Tensor, *, method: str = "ode", cond: Condition | None = None, rtol: float = 1e-5,
+                   num_t: int | None = None, seed: int = 0) -> torch.Tensor:
+    """log p(x) per example in nats under a Pipeline's model: 'ode' by the probability-flow ODE (8-bit data: log P of
+    the pixel bins, by uniform dequantization), 'elbo' -(L_0 + sum L_{t-1} + L_T) over all T steps, or over num_t
+    importance-sampled steps. 8-bit data: x is rounded to the 8-bit grid first (real images are on it already;
+    samples are not)."""
+    from difflab.eval.ode_likelihood import dequantize, discrete_nll, ode_log_likelihood
+
+    x = x.to(pipe.device, torch.float32)
+    if tuple(x.shape[1:]) != tuple(pipe.shape):
+        raise UserError(f"log_likelihood takes examples of shape {pipe.shape}, got {tuple(x.shape[1:])}")
+    g = torch.Generator().manual_seed(seed)
+    quantized, dims = pipe.spec.quantized, math.prod(pipe.shape)
+    if quantized:  # the model's likelihood is of 8-bit images: samples are put on the grid first
+        x = torch.round((x.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+    if method == "ode":
+        xd = dequantize(x.cpu(), g).to(x) if quantized else x
+        r = ode_log_likelihood(pipe.denoiser, pipe.schedule, xd, cond=cond, rtol=rtol, atol=rtol, generator=g)
+        return -discrete_nll(r.log_p, dims, 256 if quantized else None).cpu()
+    if method != "elbo":
+        raise UserError(f"method must be 'ode' or 'elbo', got {method!r}")
+    if not pipe.cfg.schedule.discrete:
+        raise UserError(f"the ELBO needs a discrete schedule; this run uses {pipe.cfg.schedule.kind}: use 'ode'")
+    with torch.no_grad():
+        if num_t is None:
+            e = elbo_exact(pipe.denoiser, pipe.schedule, x, variance=pipe.cfg.variance, discrete=quantized,
+                           cond=cond, generator=g)
+            return -(e.L0 + e.Lt.sum(1) + e.LT).cpu()
+        e = elbo_importance(pipe.denoiser, pipe.schedule, x, num_t, variance=pipe.cfg.variance,
+                            discrete=quantized, cond=cond, generator=g)
+        return -(e.L0 + e.Lt + e.LT).cpu()

@@ -45,8 +45,8 @@ def parse_list(text: str | None, default: Sequence, kind: type, what: str) -> tu
 def check_sweep(samplers: Sequence[str], nfes: Sequence[int]) -> None:
     """Refuse an unknown sampler or a budget under 2 evaluations (before any feature network is built)."""
     for name in samplers:
-        if name not in SAMPLERS or name == "rk45":
-            raise UserError(f"--samplers takes names from {sorted(set(SAMPLERS) - {'rk45'})}, got {name!r} "
+        if name not in SAMPLERS or SAMPLERS[name].adaptive:
+            raise UserError(f"--samplers takes names from {sorted(k for k, v in SAMPLERS.items() if not v.adaptive)}, got {name!r} "
                             "(rk45 is adaptive: it has no NFE to sweep)")
     if not nfes or min(nfes) < 2:
         raise UserError(f"--nfe takes budgets of at least 2 network evaluations, got {list(nfes)}")

@@ -26,7 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from difflab.condition import Condition
 from difflab.errors import UserError
-from difflab.inverse.operators import Operator
+from difflab.operators import Operator
 from difflab.noise import NoiseSource
 from difflab.precond import sigma_tilde
 from difflab.prediction import Denoiser, Prediction, scales

@@ -17,15 +17,16 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from difflab.condition import LOWRES
 from difflab.errors import UserError
 from difflab.inverse.names import METHODS, TASKS
-from difflab.inverse.baselines import bicubic, tv_least_squares, wiener
-from difflab.inverse.mri import MRI
-from difflab.inverse.operators import Blur, Downsample, Inpaint, Operator
 from difflab.inverse.posterior import DPS, DataConsistency, MomentProjection, Projection, resampled
 from difflab.noise import NoiseSource
+from difflab.operators import MRI, Blur, Downsample, Inpaint, Operator, Radon
 
-__all__ = ["METHODS", "TASKS", "TaskConfig", "build_operator", "baselines", "posterior_sample", "posterior_mean"]
+from difflab.inverse.inputs import load_mask
+
+__all__ = ["METHODS", "TASKS", "TaskConfig", "OPERATORS", "build_operator", "posterior_sample", "posterior_mean"]
 
 
 @dataclass(frozen=True)
@@ -47,51 +48,26 @@ class TaskConfig:
             raise UserError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
 
 
+def _inpaint(tc: TaskConfig, shape: tuple[int, int, int]) -> Inpaint:
+    if tc.mask == "box":
+        return Inpaint.box(shape, 0.5, tc.noise_std)
+    if tc.mask == "random":
+        return Inpaint.random(shape, 0.7, tc.seed, tc.noise_std)
+    return Inpaint(load_mask(tc.mask), shape, tc.noise_std)
+
+
+OPERATORS: dict[str, Callable[[TaskConfig, tuple[int, int, int]], Operator]] = {  # task -> its operator
+    "inpaint": _inpaint,
+    "superres": lambda tc, shape: Downsample(tc.factor, shape, tc.noise_std),
+    "deblur": lambda tc, shape: Blur(tc.blur, shape, tc.noise_std),
+    "mri": lambda tc, shape: MRI(shape, tc.acceleration, tc.center_fraction, tc.seed, tc.noise_std),
+    "ct": lambda tc, shape: Radon(shape, tc.views, tc.noise_std),
+}
+
+
 def build_operator(tc: TaskConfig, shape: tuple[int, int, int]) -> Operator:
     """The task's operator for images of `shape`."""
-    if tc.task == "inpaint":
-        if tc.mask == "box":
-            return Inpaint.box(shape, 0.5, tc.noise_std)
-        if tc.mask == "random":
-            return Inpaint.random(shape, 0.7, tc.seed, tc.noise_std)
-        return Inpaint(load_mask(tc.mask), shape, tc.noise_std)
-    if tc.task == "superres":
-        return Downsample(tc.factor, shape, tc.noise_std)
-    if tc.task == "deblur":
-        return Blur(tc.blur, shape, tc.noise_std)
-    if tc.task == "mri":
-        return MRI(shape, tc.acceleration, tc.center_fraction, tc.seed, tc.noise_std)
-    from difflab.inverse.radon import Radon
-
-    return Radon(shape, tc.views, tc.noise_std)
-
-
-def load_mask(path: str) -> Tensor:
-    """A PNG / image file as a 0/1 mask (white = observed)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img = Image.open(path).convert("L")
-    except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError):
-        raise UserError(f"--mask {path} is not a readable image: pass box, random or a PNG (white = observed)") from None
-    return (torch.tensor(list(img.getdata()), dtype=torch.float32).reshape(img.height, img.width) > 127).float()
-
-
-def baselines(op: Operator, y: Tensor, lam: float, nsr: float) -> dict[str, Tensor]:
-    """The task's classical reconstructions (clamped to [-1, 1]), by name."""
-    out: dict[str, Tensor] = {}
-    if isinstance(op, Downsample):
-        out["bicubic"] = bicubic(op, y)
-    elif isinstance(op, Blur):
-        out["Wiener"] = wiener(op, y, nsr)
-    elif isinstance(op, MRI):
-        out["zero-filled IFFT"] = op.pinv(y)
-    elif isinstance(op, Inpaint):
-        out["masked input"] = op.pinv(y) + (1 - op.mask) * -1.0  # unobserved pixels at the background value
-    else:
-        out["FBP"] = op.fbp(y)
-    out["TV"] = tv_least_squares(op, y, lam)
-    return {k: v.clamp(-1, 1) for k, v in out.items()}
+    return OPERATORS[tc.task](tc, shape)
 
 
 def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optional[int] = None,
@@ -108,14 +84,12 @@ def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optiona
     plan = pipe.plan(sc, log or (lambda s: None))
     schedule = pipe.schedule
     if method == "conditional":
-        factor = pipe.cfg.unet.lowres_factor if pipe.cfg.arch == "unet" else 0
-        if not (isinstance(op, Downsample) and factor == op.factor):
-            raise UserError(f"--method conditional needs a run trained for {op.factor}x super-resolution "
-                            f"(unet.lowres_factor={getattr(op, 'factor', 'k')}) and --task superres; this run has "
-                            f"unet.lowres_factor={factor}")
-        from difflab.train.conditions import lowres_condition
-
-        return pipe.draw(plan, cond=lowres_condition(op, y), log=log, progress=progress)
+        kind = next((k for k in pipe.kinds if k.field == LOWRES), None)
+        if kind is None or not kind.takes(op):
+            raise UserError(f"--method conditional needs a run trained for {getattr(op, 'factor', 'k')}x "
+                            f"super-resolution (unet.lowres_factor) and --task superres; this run has "
+                            f"unet.lowres_factor={kind.factor if kind is not None else 0}")
+        return pipe.draw(plan, cond=kind.measured(op, y), log=log, progress=progress)
 
     def rows(den, idx: Tensor):
         yi = y[idx].to(pipe.device)
@@ -129,15 +103,13 @@ def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optiona
 
     fn = None
     if method == "repaint":
-        if plan.config.sampler not in ONE_STEP:  # resampling restarts the sampler every interval: no history
+        if not plan.spec.one_step:  # resampling restarts the sampler every interval: no history
             if log is not None:
                 log(f"repaint: {plan.config.sampler} keeps a history across steps; resampling with ddim instead")
             plan = pipe.plan(replace(sc, sampler="ddim"), log or (lambda s: None))
         fn = resampled(plan.spec.fn, jumps, schedule)
     return pipe.draw(plan, for_rows=rows, sampler=fn, log=log, progress=progress)
 
-
-ONE_STEP = ("ancestral", "ddim", "euler_maruyama")  # samplers whose step depends only on (x_t, t, s)
 
 
 def posterior_mean(pipe, op: Operator, y: Tensor, method: str, samples: int, **kw) -> tuple[Tensor, Tensor]:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from difflab.data.dataset import DataConfig, DataSpec
 from difflab.errors import UserError
-from difflab.latent.vae import HierarchicalVAE
+from difflab.vae import HierarchicalVAE
 from difflab.noise import NoiseSource
 from difflab.utils import file_digest
 
@@ -101,16 +101,6 @@ def load_codec(data: DataConfig, scale: Optional[float] = None, check: bool = Tr
                  data.latent_scale if scale is None else scale, loaded.cfg.data)
 
 
-def relocate(data: DataConfig, run_dir: Path) -> DataConfig:
-    """data with data.latent pointed at the autoencoder's folder beside `run_dir` (a latent run's folder) when the
-    recorded path is gone but a folder of the same name sits next to the run: runs moved or copied together keep
-    working (the recorded sha256 still decides whether it is the same autoencoder)."""
-    if not data.latent or Path(data.latent).exists():
-        return data
-    beside = run_dir.parent / Path(data.latent).name
-    return replace(data, latent=str(beside)) if beside.exists() else data
-
-
 def resolve_latent(data: DataConfig, pixels: Tensor) -> DataConfig:
     """data with latent_sha256 recorded and latent_scale fixed (1 / std of the latents of up to SCALE_EXAMPLES
     training examples `pixels`) unless already set."""
@@ -129,3 +119,30 @@ def encode_dataset(data, codec: Codec, seed: int):
     """ImageData of pixels -> ImageData of latents (encode_all), labels and captions kept."""
     z = encode_all(codec, data.x, seed)
     return replace(data, x=z.float().contiguous(), quantized=False, value_range=None, space="latent")
+
+
+def model_data(cfg: DataConfig):
+    """The data a run's model sees: the dataset itself, or with data.latent the autoencoder's scaled latents of it
+    (one sample of q(z | x) per example, example k from noise stream (data.seed, k))."""
+    from difflab.data.build import build_dataset
+
+    if not cfg.latent:
+        return build_dataset(cfg)
+    if not cfg.latent_scale:
+        raise UserError("data.latent_scale is 0: a latent run fixes it when training starts (difflab train "
+                        "--latent RUN), or set it")
+    return encode_dataset(build_dataset(pixel_config(cfg)), load_codec(cfg), cfg.seed)
+
+
+def run_codec(data: DataConfig, spec: DataSpec, device: torch.device | str = "cpu") -> Optional[Codec]:
+    """The autoencoder a run trained on latents came from (pinned by its sha256), on `device`; None for a pixel run.
+    Refused in one line when its latents are not the run's shape."""
+    if spec.space != "latent":
+        return None
+    codec = load_codec(data)
+    codec.vae.to(device)
+    if tuple(codec.latent_shape) != tuple(spec.shape):
+        raise UserError(f"the autoencoder {data.latent} makes latents of shape {tuple(codec.latent_shape)}, this run "
+                        f"was trained on {tuple(spec.shape)}: point data.latent at the autoencoder it was trained with")
+    return codec
+

@@ -1,13 +1,14 @@
 """Noise-level embedding: sinusoidal features of c_noise = t_VP(sigma~) (Transformer positional encoding of 1000 c_noise,
-as DDPM embeds its step), and the class-label embedding with its null label."""
+as DDPM embeds its step), plus the embedding of every condition kind that feeds it (a class label, ...)."""
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from difflab.condition import LABEL, Condition
+from difflab.condition import Condition, ConditionKind
 
 NOISE_SCALE = 1000.0  # c_noise = t_VP in [0, 1] over the DDPM range: DDPM's step index
 
@@ -24,26 +25,29 @@ def sinusoidal(v: Tensor, dim: int, scale: float = NOISE_SCALE, max_period: floa
 
 
 class NoiseEmbedding(nn.Module):
-    """sinusoidal(c_noise) -> Linear -> SiLU -> Linear, plus an optional learned class embedding (index C = null)."""
+    """sinusoidal(c_noise) -> Linear -> SiLU -> Linear, plus module(value) of each 'embedding' condition kind (its
+    null value where a batch does not carry the field: the unconditional model)."""
 
-    def __init__(self, base: int, dim: int, num_classes: int = 0):
+    def __init__(self, base: int, dim: int, kinds: Sequence[ConditionKind] = ()):
         super().__init__()
         self.base = base
         self.mlp = nn.Sequential(nn.Linear(base, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.num_classes = num_classes
-        self.classes = nn.Embedding(num_classes + 1, dim) if num_classes else None
+        self.kinds = tuple(k for k in kinds if k.inject == "embedding")
+        for k in self.kinds:  # kept under the kind's own name: its checkpoint key (label: embed.classes)
+            self.add_module(k.module_name or k.name, k.module(dim))
 
     @property
     def conditions(self) -> tuple[str, ...]:
         """The condition fields this embedding reads."""
-        return (LABEL,) if self.classes is not None else ()
+        return tuple(k.field for k in self.kinds)
 
     def forward(self, noise_level: Tensor, cond: Condition | None = None) -> Tensor:
         emb = self.mlp(sinusoidal(noise_level, self.base).to(self.mlp[0].weight.dtype))  # (B, dim)
-        if self.classes is not None:
-            if cond is None or LABEL not in cond.fields:  # the unconditional model: the null label
-                label = torch.full((noise_level.shape[0],), self.num_classes, device=emb.device, dtype=torch.long)
+        for k in self.kinds:
+            if cond is not None and k.field in cond.fields:
+                v = cond[k.field].to(emb.device)
             else:
-                label = cond[LABEL].long()
-            emb = emb + self.classes(label)
+                null = k.null(())
+                v = null.to(emb.device).expand(len(emb), *null.shape)
+            emb = emb + getattr(self, k.module_name or k.name)(v)
         return emb

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from torch import Tensor, nn
 
+from difflab.condition import Condition, ConditionKind
 from difflab.errors import UserError
-from difflab.condition import Condition
 from difflab.nn.embedding import NoiseEmbedding
 
 
@@ -27,10 +28,13 @@ class MLPConfig:
 class MLP(nn.Module):
     """net(x (B, D), c_noise (B,), cond) -> (B, D): input projection, residual SiLU blocks with the noise level added."""
 
-    def __init__(self, cfg: MLPConfig, out_mult: int = 1):
+    def __init__(self, cfg: MLPConfig, out_mult: int = 1, kinds: Sequence[ConditionKind] = ()):
         super().__init__()
         self.cfg = cfg
-        self.embed = NoiseEmbedding(cfg.hidden, cfg.hidden, cfg.num_classes)
+        other = [k.name for k in kinds if k.inject not in ("embedding", "target")]
+        if other:
+            raise UserError(f"the MLP takes conditions through its noise embedding only, not {other[0]!r}: use arch=unet")
+        self.embed = NoiseEmbedding(cfg.hidden, cfg.hidden, kinds)
         self.inp = nn.Linear(cfg.dim, cfg.hidden)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden)) for _ in range(cfg.depth)
@@ -39,7 +43,7 @@ class MLP(nn.Module):
 
     @property
     def conditions(self) -> tuple[str, ...]:
-        """The condition fields the network takes (label when num_classes > 0)."""
+        """The condition fields the network takes (its embedding kinds)."""
         return self.embed.conditions
 
     def check_input(self, x: Tensor) -> None:

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from difflab.condition import Condition, ConditionKind
 from difflab.errors import UserError
-from difflab.condition import LOWRES, TOKENS, Condition
 from difflab.nn.blocks import CrossAttention, Downsample, ResBlock, SelfAttention, Stage, Upsample, group_norm, zero
 from difflab.nn.embedding import NoiseEmbedding
-from difflab.nn.text import TextConditioner, TextConfig
 
 
 @dataclass(frozen=True)
@@ -70,19 +69,26 @@ class UNetConfig:
 class UNet(nn.Module):
     """Denoising network: net(c_in x (B, C, H, W), c_noise (B,), cond: Condition or None) -> F (B, k C, H, W).
 
-    k = out_mult is 2 when the network also predicts the reverse variance. With a text encoder (text.encoder) the
-    condition's 'tokens' are encoded jointly, attended to by cross-attention at every attention level and in the
-    middle.
+    k = out_mult is 2 when the network also predicts the reverse variance. The condition kinds say where each field
+    goes in: 'embedding' kinds into the noise embedding, a 'context' kind (a caption's encoder) to cross-attention at
+    the cross-attention levels and in the middle, 'concat' kinds to the input channels.
     """
 
-    def __init__(self, cfg: UNetConfig, out_mult: int = 1, text: TextConfig = TextConfig()):
+    def __init__(self, cfg: UNetConfig, out_mult: int = 1, kinds: Sequence[ConditionKind] = ()):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.kinds = cfg, tuple(k for k in kinds if k.inject != "target")
         ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
         block = lambda a, b: ResBlock(a, b, emb_dim, cfg.dropout, cfg.scale_shift)  # noqa: E731
-        self.embed = NoiseEmbedding(ch, emb_dim, cfg.num_classes)
-        self.text = TextConditioner(text) if text.enabled else None
-        self.conv_in = nn.Conv2d(cfg.in_channels * (2 if cfg.lowres_factor else 1), ch, 3, padding=1)
+        self.embed = NoiseEmbedding(ch, emb_dim, self.kinds)
+        context = [k for k in self.kinds if k.inject == "context"]
+        if len(context) > 1:
+            raise UserError(f"one cross-attention context per network, got {[k.name for k in context]}")
+        self.context_kind = context[0] if context else None
+        if self.context_kind is not None:  # kept under the kind's own name (a caption's encoder: self.text)
+            self.add_module(self.context_kind.module_name, self.context_kind.module(emb_dim))
+        self.concat = tuple(k for k in self.kinds if k.inject == "concat")
+        extra = sum(k.channels(cfg.in_channels) for k in self.concat)
+        self.conv_in = nn.Conv2d(cfg.in_channels + extra, ch, 3, padding=1)
         self.down, skips, c = nn.ModuleList(), [ch], ch
         for lv, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
@@ -93,8 +99,8 @@ class UNet(nn.Module):
                 self.down.append(Downsample(c))
                 skips.append(c)
         self.mid = nn.ModuleList([block(c, c), SelfAttention(c, cfg.heads), block(c, c)])
-        if self.text is not None:
-            self.mid_cross = CrossAttention(c, self.text.width, cfg.heads)
+        if self.context is not None:
+            self.mid_cross = CrossAttention(c, self.context.width, cfg.heads)
         self.up = nn.ModuleList()
         for lv, mult in reversed(list(enumerate(cfg.channel_mult))):
             for j in range(cfg.num_res_blocks + 1):
@@ -107,38 +113,47 @@ class UNet(nn.Module):
         self.to(memory_format=self.layout)  # docs/benchmarks.md: wide networks gain, the demo's narrow one loses
 
     @property
+    def context(self) -> nn.Module | None:
+        """The context kind's module ((B, L) -> (B, L, width)), or None."""
+        return getattr(self, self.context_kind.module_name) if self.context_kind is not None else None
+
+    @property
     def cross_levels(self) -> tuple[int, ...]:
-        """Levels with cross-attention to the caption (none without a text encoder)."""
-        if self.text is None:
+        """Levels with cross-attention to the context (none without a context kind)."""
+        if self.context_kind is None:
             return ()
         return self.cfg.attention_levels if self.cfg.cross_attention_levels is None else self.cfg.cross_attention_levels
 
     def _stage(self, res: ResBlock, c: int, level: int, takes_skip: bool) -> Stage:
         attn = SelfAttention(c, self.cfg.heads) if level in self.cfg.attention_levels else None
-        cross = CrossAttention(c, self.text.width, self.cfg.heads) if level in self.cross_levels else None
+        cross = CrossAttention(c, self.context.width, self.cfg.heads) if level in self.cross_levels else None
         return Stage(res, attn, takes_skip, cross)
 
     @property
     def conditions(self) -> tuple[str, ...]:
-        """The condition fields the network takes (label when num_classes > 0, tokens with a text encoder)."""
-        return self.embed.conditions + ((TOKENS,) if self.text is not None else ()) + \
-            ((LOWRES,) if self.cfg.lowres_factor else ())
+        """The condition fields the network takes, one per condition kind."""
+        return tuple(k.field for k in self.kinds)
+
+    def _field(self, kind: ConditionKind, cond: Condition | None, like: Tensor, shape: tuple[int, ...]) -> Tensor:
+        """The batch's values of a kind's field, or its null value on every row (the unconditional model)."""
+        if cond is not None and kind.field in cond.fields:
+            return cond[kind.field].to(like.device)
+        null = kind.null(shape).to(like.device)
+        return null.expand(len(like), *null.shape)
 
     def lowres_input(self, x: Tensor, cond: Condition | None) -> Tensor:
-        """[x, upsampled low-resolution image] along channels (zeros when the condition is absent: the null)."""
-        if not self.cfg.lowres_factor:
+        """[x, each 'concat' kind's image] along channels (their null values where the condition is absent)."""
+        if not self.concat:
             return x
-        lr = cond[LOWRES].to(x) if cond is not None and LOWRES in cond.fields else torch.zeros_like(x)
-        return torch.cat([x, lr], dim=1)
+        return torch.cat([x] + [self._field(k, cond, x, tuple(x.shape[1:])).to(x) for k in self.concat], dim=1)
 
     def _context(self, cond: Condition | None, batch: int, device: torch.device) -> Tensor | None:
-        """The caption's token features (B, L, width), or None without a text encoder. (No pooled caption feature is
+        """The context's features (B, L, width), or None without a context kind. (No pooled caption feature is
         added to the noise embedding: it would say which digits without where, and the network learns the
         order-blind shortcut first.)"""
-        if self.text is None:
+        if self.context_kind is None:
             return None
-        ids = cond[TOKENS] if cond is not None and TOKENS in cond.fields else self.text.null.expand(batch, -1)
-        return self.text(ids.to(device))  # (B, L, width)
+        return self.context(self._field(self.context_kind, cond, torch.empty(batch, device=device), ()))
 
     def check_input(self, x: Tensor) -> None:
         """Raise UserError when images do not fit this network."""

@@ -4,7 +4,7 @@ CountingDenoiser is the one place network evaluations are counted."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from torch import Tensor
 
@@ -33,6 +33,13 @@ class SamplerSpec:
     summary: str  # one line for --help and the docs
     default_nfe: int | None  # its usual budget when none is asked; None: every step of a beta table (else 1000)
     max_step: float = 1.5  # log-SNR per step on the 'stable' grid (explicit steps are stable below ~2)
+    one_step: bool = False  # a step depends only on (x_t, t, s): no history, so it can restart anywhere (RePaint)
+    options: Callable[[Any], dict] = lambda cfg: {}  # its options from a run config (cfg.sample: the request)
+
+    @property
+    def adaptive(self) -> bool:
+        """Its cost follows tolerances, not a grid (RK45)."""
+        return self.evals is None
 
     def grid_for(self, schedule: Schedule) -> str:
         """The usual grid on this schedule: the strided discrete grid only where there is a beta table."""
@@ -71,9 +78,12 @@ def _one(_: dict) -> int:
 
 SAMPLERS: dict[str, SamplerSpec] = {
     # default grids: each sampler's most accurate at 5-50 NFE on the exact-score mixtures (bench/default_grids.py)
-    "ancestral": SamplerSpec(sample_ancestral, True, _one, "discrete", "Algorithm 2: x_s ~ p_theta(x_s | x_t) (option variance)", None),
-    "ddim": SamplerSpec(sample_ddim, False, _one, "focus", "DDIM; eta = 0 deterministic, eta = 1 ancestral (option eta)", 50),
-    "euler_maruyama": SamplerSpec(sample_euler_maruyama, True, _one, "stable", "Euler–Maruyama on the reverse-time SDE", 1000),
+    "ancestral": SamplerSpec(sample_ancestral, True, _one, "discrete", "Algorithm 2: x_s ~ p_theta(x_s | x_t) (option variance)", None,
+                             one_step=True, options=lambda cfg: {"variance": cfg.variance}),
+    "ddim": SamplerSpec(sample_ddim, False, _one, "focus", "DDIM; eta = 0 deterministic, eta = 1 ancestral (option eta)", 50,
+                        one_step=True, options=lambda cfg: {"eta": cfg.sample.eta}),
+    "euler_maruyama": SamplerSpec(sample_euler_maruyama, True, _one, "stable", "Euler–Maruyama on the reverse-time SDE", 1000,
+                                  one_step=True),
     "pc": SamplerSpec(sample_predictor_corrector, True, lambda o: 1 + o.get("corrector_steps", 1), "stable",
                       "predictor (Euler–Maruyama) + Langevin corrector (options snr, corrector_steps)", 1000),
     "langevin": SamplerSpec(sample_annealed_langevin, True, lambda o: o.get("langevin_steps", 2), "stable",
@@ -98,6 +108,12 @@ AUTO: tuple[tuple[int, str], ...] = ((10, "dpmpp_pc"), (1_000_000, "dpmpp_3m"))
 def auto_sampler(nfe: int) -> str:
     """The most accurate sampler at this budget on its default grid (the exact-score mixtures' worst case)."""
     return next(name for top, name in AUTO if nfe <= top)
+
+
+def register_sampler(name: str, spec: SamplerSpec) -> SamplerSpec:
+    """Make a sampler known by name: sample.sampler, Pipeline.sample(sampler=name), the CLI's --sampler."""
+    SAMPLERS[name] = spec
+    return spec
 
 
 def get_sampler(name: str) -> SamplerSpec:

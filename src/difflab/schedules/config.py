@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from difflab.errors import UserError
 from difflab.schedules.base import Schedule
@@ -46,14 +47,24 @@ class ScheduleConfig:
         return self.kind in DISCRETE
 
 
-def build_schedule(cfg: ScheduleConfig) -> Schedule:
-    """The schedule object a config names."""
-    if cfg.kind == "linear":
-        return DiscreteSchedule(linear_betas(cfg.T, cfg.beta_1, cfg.beta_T))
-    if cfg.kind == "cosine":
-        return DiscreteSchedule(cosine_betas(cfg.T))
+def _vp(cfg: ScheduleConfig) -> Schedule:
     t_min = {"t_min": cfg.t_min} if cfg.t_min else {}
-    if cfg.kind in ("vp", "subvp"):
-        return (VPLinear if cfg.kind == "vp" else SubVP)(cfg.beta_min, cfg.beta_max, **t_min)
+    return (VPLinear if cfg.kind == "vp" else SubVP)(cfg.beta_min, cfg.beta_max, **t_min)
+
+
+def _ve(cfg: ScheduleConfig) -> Schedule:
+    t_min = {"t_min": cfg.t_min} if cfg.t_min else {}
     sig = {k: v for k, v in (("sigma_min", cfg.sigma_min), ("sigma_max", cfg.sigma_max)) if v}
     return (VE if cfg.kind == "ve" else EDM)(**sig, **t_min)
+
+
+SCHEDULE_MAKERS: dict[str, Callable[[ScheduleConfig], Schedule]] = {  # schedule.kind -> the schedule object
+    "linear": lambda cfg: DiscreteSchedule(linear_betas(cfg.T, cfg.beta_1, cfg.beta_T)),
+    "cosine": lambda cfg: DiscreteSchedule(cosine_betas(cfg.T)),
+    "vp": _vp, "subvp": _vp, "ve": _ve, "edm": _ve,
+}
+
+
+def build_schedule(cfg: ScheduleConfig) -> Schedule:
+    """The schedule object a config names."""
+    return SCHEDULE_MAKERS[cfg.kind](cfg)

@@ -9,6 +9,8 @@ of an input x_0, the diffusion kernel).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import math
 
 import torch
@@ -141,21 +143,25 @@ def make_grid(name: str, schedule: Schedule, steps: int, rho: float = 7.0,
               lambda_range: tuple[float, float] | None = None, t_start: float = 1.0, max_step: float = 1.5) -> Tensor:
     """The named grid of `steps` intervals from t_start (default 1) down to 0; 'discrete' strides a discrete schedule's
     T steps (Algorithm 2); 'stable' bounds each step's log-SNR change by max_step."""
-    if name == "discrete":
-        if schedule.steps is None:
-            raise UserError("the 'discrete' grid needs a discrete schedule (linear or cosine); use uniform, karras or logsnr")
-        return discrete_grid(schedule.steps, steps, t_start)
-    if name == "karras":
-        return karras_grid(schedule, steps, rho, t_start)
-    if name == "uniform":
-        return uniform_grid(schedule, steps, t_start)
-    if name == "logsnr":
-        return log_snr_grid(schedule, steps, lambda_range, t_start)
-    if name == "focus":
-        return focus_grid(schedule, steps, t_start)
-    if name == "stable":
-        return stable_grid(schedule, steps, max_step, t_start)
-    raise UserError(f"grid must be one of {GRIDS}, got {name!r}")
+    if name not in GRID_MAKERS:
+        raise UserError(f"grid must be one of {GRIDS}, got {name!r}")
+    return GRID_MAKERS[name](schedule, steps, t_start, rho=rho, lambda_range=lambda_range, max_step=max_step)
+
+
+def _discrete(schedule: Schedule, steps: int, t_start: float, **_) -> Tensor:
+    if schedule.steps is None:
+        raise UserError("the 'discrete' grid needs a discrete schedule (linear or cosine); use uniform, karras or logsnr")
+    return discrete_grid(schedule.steps, steps, t_start)
+
+
+GRID_MAKERS: dict[str, Callable[..., Tensor]] = {  # name -> (schedule, steps, t_start, **options) -> grid
+    "discrete": _discrete,
+    "karras": lambda schedule, steps, t_start, rho, **_: karras_grid(schedule, steps, rho, t_start),
+    "uniform": lambda schedule, steps, t_start, **_: uniform_grid(schedule, steps, t_start),
+    "logsnr": lambda schedule, steps, t_start, lambda_range, **_: log_snr_grid(schedule, steps, lambda_range, t_start),
+    "focus": lambda schedule, steps, t_start, **_: focus_grid(schedule, steps, t_start),
+    "stable": lambda schedule, steps, t_start, max_step, **_: stable_grid(schedule, steps, max_step, t_start),
+}
 
 
 def _check(steps: int) -> int:

@@ -6,18 +6,20 @@ from typing import Callable
 
 from torch import nn
 
+from difflab.conditions.kinds import kinds_for
 from difflab.config import RunConfig
 from difflab.data.dataset import DataSpec
-from difflab.latent.vae import HierarchicalVAE, VAEObjective
 from difflab.losses.classifier import ClassifierObjective
-from difflab.losses.objective import DiffusionObjective, Objective
+from difflab.losses.objective import OBJECTIVES, Objective
 from difflab.nn import MLP, NoisyClassifier, UNet
 from difflab.precond import Parameterization, Precond
 from difflab.schedules import Schedule, build_schedule as _build
+from difflab.vae import HierarchicalVAE, VAEObjective
 
 # with a learned variance the network outputs twice the channels (prediction, variance fraction)
 ARCHS: dict[str, Callable[[RunConfig, int], nn.Module]] = {
-    "unet": lambda cfg, k: UNet(cfg.unet, out_mult=k, text=cfg.text), "mlp": lambda cfg, k: MLP(cfg.mlp, out_mult=k)}
+    "unet": lambda cfg, k: UNet(cfg.unet, out_mult=k, kinds=kinds_for(cfg)),
+    "mlp": lambda cfg, k: MLP(cfg.mlp, out_mult=k, kinds=kinds_for(cfg))}
 
 NETWORKS: dict[str, Callable[[RunConfig], nn.Module]] = {
     "diffusion": lambda cfg: ARCHS[cfg.arch](cfg, 2 if cfg.train.learn_variance else 1),
@@ -45,13 +47,12 @@ def build_denoiser(cfg: RunConfig, net: nn.Module) -> Precond:
 
 def _diffusion(cfg: RunConfig, spec: DataSpec, net: nn.Module) -> Objective:
     tc = cfg.train
-    return DiffusionObjective(build_schedule(cfg), parameterization(cfg), tc.objective, tc.learn_variance,
-                              tc.hybrid_weight, tc.cond_dropout, conditions=net.conditions,
-                              quantized=spec.quantized, p_mean=tc.edm_p_mean, p_std=tc.edm_p_std,
-                              integer_steps=not tc.continuous_levels)
+    return OBJECTIVES[tc.objective](build_schedule(cfg), parameterization(cfg), tc.learn_variance, tc.hybrid_weight,
+                                    tc.cond_dropout, conditions=net.conditions, quantized=spec.quantized,
+                                    p_mean=tc.edm_p_mean, p_std=tc.edm_p_std, integer_steps=not tc.continuous_levels)
 
 
-OBJECTIVES: dict[str, Callable[[RunConfig, DataSpec, nn.Module], Objective]] = {
+MODEL_OBJECTIVES: dict[str, Callable[[RunConfig, DataSpec, nn.Module], Objective]] = {  # cfg.model -> its objective
     "diffusion": _diffusion,
     "vae": lambda cfg, spec, net: VAEObjective(quantized=spec.quantized, kl_weight=cfg.vae.kl_weight),
     "classifier": lambda cfg, spec, net: ClassifierObjective(build_schedule(cfg)),
@@ -60,7 +61,7 @@ OBJECTIVES: dict[str, Callable[[RunConfig, DataSpec, nn.Module], Objective]] = {
 
 def build_objective(cfg: RunConfig, spec: DataSpec, net: nn.Module) -> Objective:
     """The objective of cfg.model for data described by `spec`, training `net` (unwrapped)."""
-    return OBJECTIVES[cfg.model](cfg, spec, net)
+    return MODEL_OBJECTIVES[cfg.model](cfg, spec, net)
 
 
 # how many classes a model takes, and the config key that sets it

@@ -16,12 +16,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from difflab.budget import Clock
+from difflab.conditions.kinds import kinds_for
 from difflab.config import RunConfig, dump_yaml
 from difflab.data.dataset import ImageData
 from difflab.errors import UserError
 from difflab.losses.objective import Batch, Objective
 from difflab.noise import NoiseSource
-from difflab.train.build import build_objective, model_classes
+from difflab.train.build import build_objective
 from difflab.train.conditions import DataConditions
 from difflab.train.distributed import World, close_world, init_world, standard_grad_layout
 from difflab.train.ema import ema_beta
@@ -71,7 +72,7 @@ def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData, objective: Object
     """Refuse data whose shape does not fit the network, or conditions (labels, captions) the model cannot take;
     returns the examples' conditions."""
     net.check_input(data.x[:1])
-    return DataConditions(objective.conditions, data, net, *model_classes(cfg))
+    return DataConditions(kinds_for(cfg), objective.conditions, data)
 
 
 def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,

@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from difflab.config import RunConfig, from_dict, upgrade
-from difflab.data.dataset import DataSpec
+from difflab.data.dataset import DataConfig, DataSpec
 from difflab.errors import UserError
 from difflab.train.checkpoint import read_meta
 from difflab.train.loop import CHECKPOINT
@@ -49,10 +49,18 @@ def load_run(path: str | Path, model: str = "diffusion") -> LoadedRun:
     if not meta.get("data"):
         raise UserError(f"checkpoint {ckpt} was written before any training step: train it first (--resume)")
     if cfg.data.latent:  # an autoencoder moved along with this run is found beside it
-        from difflab.latent.codec import relocate
-
         cfg = replace(cfg, data=relocate(cfg.data, path if path.is_dir() else ckpt.parent))
     st = load_state(ckpt, cfg)
     st.net.eval()
     st.ema.model.eval()
     return LoadedRun(cfg, st.net, st.ema.model, st.step, st.images, st.data_spec)
+
+
+def relocate(data: DataConfig, run_dir: Path) -> DataConfig:
+    """data with data.latent pointed at the autoencoder's folder beside `run_dir` (a latent run's folder) when the
+    recorded path is gone but a folder of the same name sits next to the run: runs moved or copied together keep
+    working (the recorded sha256 still decides whether it is the same autoencoder)."""
+    if not data.latent or Path(data.latent).exists():
+        return data
+    beside = run_dir.parent / Path(data.latent).name
+    return replace(data, latent=str(beside)) if beside.exists() else data

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from difflab.errors import UserError
-from difflab.inverse.operators import Operator
+from difflab.operators.operator import Operator
 
 
 def view_angles(views: int, span: float = 180.0) -> Tensor:
@@ -83,3 +83,8 @@ class Radon(Operator):
         ramp = (2 * torch.fft.fft(h).real).to(y.dtype).to(y.device)  # (pad,)
         q = torch.fft.ifft(torch.fft.fft(y, n=pad) * ramp).real[..., :n]
         return self.adjoint(q) * math.pi / (2 * self.views)
+
+    tv_weight, tv_noise = 0.1, 0.3  # tuned at low-dose sinogram noise (docs/inverse.md)
+
+    def classical(self, y: Tensor) -> dict[str, Tensor]:
+        return {"FBP": self.fbp(y)}

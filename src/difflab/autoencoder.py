@@ -13,7 +13,7 @@ from difflab.config import RunConfig, dump_yaml
 from difflab.data.build import build_dataset
 from difflab.data.dataset import SPLIT_SETS
 from difflab.eval.grid import save_grid
-from difflab.latent.vae import HierarchicalVAE, VAETerms
+from difflab.vae import HierarchicalVAE, VAETerms
 from difflab.noise import NoiseSource
 from difflab.runs import train_run
 from difflab.train.run import load_run

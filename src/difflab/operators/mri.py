@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from difflab.errors import UserError
-from difflab.inverse.operators import Operator
+from difflab.operators.operator import Operator
 
 
 def cartesian_mask(width: int, acceleration: int, center_fraction: float, seed: int = 0) -> Tensor:
@@ -68,3 +68,14 @@ class MRI(Operator):
 
     def describe(self) -> str:
         return f"{math.floor(self.acceleration * 100) / 100:g}x accelerated, {int(self.mask.sum())} of {len(self.mask)} columns"
+
+    tv_weight = 0.01
+
+    def view(self, y: Tensor) -> Tensor:
+        """The k-space log-magnitude, centred, in [-1, 1]."""
+        mag = torch.fft.fftshift(torch.log1p(y.abs() * 10), dim=(-2, -1))
+        v = mag / mag.flatten(1).amax(1).clamp_min(1e-6).reshape(-1, 1, 1, 1) * 2 - 1
+        return torch.nn.functional.interpolate(v.float(), size=self.shape[-2:], mode="nearest").clamp(-1, 1)
+
+    def classical(self, y: Tensor) -> dict[str, Tensor]:
+        return {"zero-filled IFFT": self.pinv(y)}

@@ -13,7 +13,6 @@ A pretrained encoder is a folder with
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from difflab.conditions.language import VOCAB, words
 from difflab.errors import UserError
 from difflab.utils import file_digest
 
@@ -53,11 +53,6 @@ class TextConfig:
     @property
     def enabled(self) -> bool:
         return self.encoder != "none"
-
-
-def words(text: str) -> list[str]:
-    """Lower-case words and single digits: 'A 3, next to 17' -> ['a', '3', 'next', 'to', '1', '7']."""
-    return re.findall(r"[a-z]+|[0-9]", text.lower())
 
 
 @dataclass(frozen=True)
@@ -112,9 +107,7 @@ class WordTokenizer:
 
 
 def caption_tokenizer(max_tokens: int) -> WordTokenizer:
-    """The tokenizer of the built-in captions (data/captions.py): their training vocabulary."""
-    from difflab.data.captions import VOCAB
-
+    """The tokenizer of the built-in captions (conditions/language.py): their training vocabulary."""
     return WordTokenizer(VOCAB, max_tokens)
 
 
@@ -147,8 +140,8 @@ class _Frozen:
         return self
 
 
-def load_pretrained(path: str | Path) -> tuple[torch.jit.ScriptModule, WordTokenizer, str]:
-    """(encoder, tokenizer, sha256 of encoder.pt) from a folder; one line for every way it can be wrong."""
+def read_tokenizer(path: str | Path) -> WordTokenizer:
+    """The tokenizer.json of a pretrained encoder's folder (checked to hold encoder.pt too)."""
     root = Path(path)
     enc, tok = root / ENCODER_FILE, root / TOKENIZER_FILE
     if not enc.is_file() or not tok.is_file():
@@ -158,7 +151,17 @@ def load_pretrained(path: str | Path) -> tuple[torch.jit.ScriptModule, WordToken
         spec = json.loads(tok.read_text())
     except (ValueError, UnicodeDecodeError):
         raise UserError(f"{tok} is not valid JSON") from None
-    tokenizer = WordTokenizer.from_json(spec if isinstance(spec, dict) else {}, str(tok))
+    return WordTokenizer.from_json(spec if isinstance(spec, dict) else {}, str(tok))
+
+
+def tokenizer_for(cfg: TextConfig) -> WordTokenizer:
+    """The tokenizer a text config reads captions with: the pretrained folder's, else the built-in captions'."""
+    return read_tokenizer(cfg.path) if cfg.encoder == "pretrained" else caption_tokenizer(cfg.max_tokens)
+
+
+def load_pretrained(path: str | Path) -> tuple[torch.jit.ScriptModule, WordTokenizer, str]:
+    """(encoder, tokenizer, sha256 of encoder.pt) from a folder; one line for every way it can be wrong."""
+    enc, tokenizer = Path(path) / ENCODER_FILE, read_tokenizer(path)
     try:
         with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13, but its loader runs no Python
             warnings.simplefilter("ignore", DeprecationWarning)  # code (torch.export's falls back to unpickling)

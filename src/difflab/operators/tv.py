@@ -1,5 +1,4 @@
-"""Classical reconstructions to beat, one per task: bicubic upsampling, Wiener deconvolution, the zero-filled inverse
-FFT, filtered back-projection, and total-variation-regularized least squares for any operator,
+"""The classical reconstruction every operator has: total-variation-regularized least squares,
     x* = argmin_x 1/2 ||A x - y||^2 + lambda TV(x),   TV(x) = sum_pixels |grad x|_2  (isotropic),
 solved by the primal-dual method of Chambolle & Pock (2011) with A and A^T only.
 """
@@ -11,18 +10,6 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from difflab.inverse.operators import Blur, Downsample, Operator
-
-
-def bicubic(op: Downsample, y: Tensor) -> Tensor:
-    """The low-resolution image upsampled by bicubic interpolation."""
-    return F.interpolate(y, scale_factor=op.factor, mode="bicubic", align_corners=False)
-
-
-def wiener(op: Blur, y: Tensor, nsr: float) -> Tensor:
-    """X = conj(K) Y / (|K|^2 + nsr): the linear least-squares deconvolution for a noise-to-signal power ratio nsr."""
-    K = op.K.to(y.device)
-    return torch.fft.irfft2(torch.fft.rfft2(y) * K.conj() / (K.abs() ** 2 + nsr), s=y.shape[-2:])
 
 
 def grad2d(x: Tensor) -> Tensor:
@@ -40,12 +27,12 @@ def div2d(p: Tensor) -> Tensor:
     return dx + dy
 
 
-def op_norm(op: Operator) -> float:
+def op_norm(op) -> float:
     """||A||_2 (power iteration, cached on the operator)."""
     return op.norm()
 
 
-def tv_least_squares(op: Operator, y: Tensor, lam: float, iters: int = 300, x0: Tensor | None = None,
+def tv_least_squares(op, y: Tensor, lam: float, iters: int = 300, x0: Tensor | None = None,
                      box: tuple[float, float] | None = (-1.0, 1.0)) -> Tensor:
     """argmin 1/2 ||A x - y||^2 + lam TV(x) (x in the box if given) by Chambolle-Pock on K = [A; grad]."""
     L = math.sqrt(op_norm(op) ** 2 + 8.0)  # ||grad||^2 <= 8

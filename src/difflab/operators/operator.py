@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from difflab.errors import UserError
+from difflab.operators.tv import tv_least_squares
 
 
 class Operator:
@@ -99,101 +100,33 @@ class Operator:
             raise UserError(f"the {self.name} measurement holds NaN or infinite values")
         return y
 
+    # -- what a restoration shows beside the diffusion posterior -------------------------------------------------
+    tv_weight = 0.01  # TV baseline's lambda at the measurement noise tv_noise (tuned per operator by bench/inverse.py)
+    tv_noise = 0.01
 
-class Inpaint(Operator):
-    """A = diag(mask): the observed pixels, zeros elsewhere; A^T = A^+ = A."""
+    @property
+    def tv_lambda(self) -> float:
+        """The TV baseline's weight: tv_weight up to the noise it was tuned at, in proportion to the noise above it."""
+        return self.tv_weight * max(1.0, self.noise_std / self.tv_noise)
 
-    name = "inpainting"
+    def classical(self, y: Tensor) -> dict[str, Tensor]:
+        """This operator's own classical reconstructions, by name (beside TV, which every operator has)."""
+        return {}
 
-    def __init__(self, mask: Tensor, shape: tuple[int, int, int], noise_std: float = 0.0):
-        super().__init__(shape, noise_std)
-        m = torch.as_tensor(mask).float()
-        if m.ndim == 2:
-            m = m.expand(self.shape[0], -1, -1)
-        if tuple(m.shape) != self.shape or not bool(((m == 0) | (m == 1)).all()):
-            raise UserError(f"the inpainting mask must be 0/1 of shape {self.shape[1:]} (or {self.shape}), got "
-                            f"{tuple(torch.as_tensor(mask).shape)}")
-        self.mask = m
+    def baselines(self, y: Tensor) -> dict[str, Tensor]:
+        """The classical reconstructions to beat, clamped to [-1, 1]: the operator's own, then TV-regularized least
+        squares (for any operator: it needs A and A^T only)."""
+        out = {**self.classical(y), "TV": tv_least_squares(self, y, self.tv_lambda)}
+        return {k: v.clamp(-1, 1) for k, v in out.items()}
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.mask.to(x)
-
-    adjoint = pinv = forward
-
-    def mask_noise(self, n: Tensor) -> Tensor:
-        return n * self.mask.to(n)
-
-    @classmethod
-    def box(cls, shape: tuple[int, int, int], size: float = 0.5, noise_std: float = 0.0) -> "Inpaint":
-        """The centre square of side size x H missing."""
-        _, H, W = shape
-        m = torch.ones(H, W)
-        h, w = round(size * H), round(size * W)
-        m[(H - h) // 2:(H - h) // 2 + h, (W - w) // 2:(W - w) // 2 + w] = 0
-        return cls(m, shape, noise_std)
-
-    @classmethod
-    def random(cls, shape: tuple[int, int, int], missing: float = 0.7, seed: int = 0,
-               noise_std: float = 0.0) -> "Inpaint":
-        """Each pixel missing with probability `missing`."""
-        g = torch.Generator().manual_seed(seed)
-        return cls((torch.rand(shape[1:], generator=g) >= missing).float(), shape, noise_std)
-
-
-class Downsample(Operator):
-    """Super-resolution: A = k x k average pooling; A^T y = nearest-upsampled y / k^2; A^+ y = nearest-upsampled y."""
-
-    name = "downsampling"
-
-    def __init__(self, factor: int, shape: tuple[int, int, int], noise_std: float = 0.0):
-        super().__init__(shape, noise_std)
-        if not (isinstance(factor, int) and factor >= 2) or self.shape[1] % factor or self.shape[2] % factor:
-            raise UserError(f"the downsampling factor must be an integer >= 2 dividing the image size "
-                            f"{self.shape[1]}x{self.shape[2]}, got {factor}")
-        self.factor = factor
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(x, self.factor)  # (B, C, H/k, W/k)
-
-    def pinv(self, y: Tensor) -> Tensor:
-        return y.repeat_interleave(self.factor, -2).repeat_interleave(self.factor, -1)
-
-    def adjoint(self, y: Tensor) -> Tensor:
-        return self.pinv(y) / self.factor**2
-
-
-def gaussian_kernel(sigma: float, size: int) -> Tensor:
-    """(size, size) normalized Gaussian, centred at index size // 2."""
-    r = torch.arange(size, dtype=torch.float64) - size // 2
-    k = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * sigma**2))
-    return (k / k.sum()).float()
-
-
-class Blur(Operator):
-    """Gaussian blur with circular boundary, A = F^-1 diag(K) F: the blur is exactly diagonal in Fourier space (which
-    Wiener deconvolution uses); A^T = F^-1 diag(conj K) F. No pseudo-inverse: K is near zero at high frequencies."""
-
-    name = "blur"
-
-    def __init__(self, sigma: float, shape: tuple[int, int, int], noise_std: float = 0.0, size: int | None = None):
-        super().__init__(shape, noise_std)
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise UserError(f"the blur width sigma must be a positive number of pixels, got {sigma}")
-        size = size or 2 * math.ceil(3 * sigma) + 1
-        _, H, W = self.shape
-        if size > min(H, W):
-            raise UserError(f"a blur of sigma {sigma:g} needs a {size}-pixel kernel, larger than the image {H}x{W}")
-        self.sigma, self.kernel = float(sigma), gaussian_kernel(sigma, size)
-        pad = torch.zeros(H, W)
-        pad[:size, :size] = self.kernel
-        pad = torch.roll(pad, (-(size // 2), -(size // 2)), (0, 1))  # kernel centre at (0, 0): no shift
-        self.K = torch.fft.rfft2(pad)  # (H, W // 2 + 1) transfer function
-
-    def _apply(self, x: Tensor, K: Tensor) -> Tensor:
-        return torch.fft.irfft2(torch.fft.rfft2(x) * K.to(x.device), s=x.shape[-2:])
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._apply(x, self.K)
-
-    def adjoint(self, y: Tensor) -> Tensor:
-        return self._apply(y, self.K.conj())
+    def view(self, y: Tensor) -> Tensor:
+        """The measurement as an image (B, C, H, W) in [-1, 1] for a figure: A^+ y where it exists, else the
+        measurement's own range stretched to [-1, 1] and resized to the image (a sinogram, say)."""
+        if self.has_pinv:
+            return self.pinv(y).clamp(-1, 1)
+        v = y.abs() if y.is_complex() else y
+        v = v.reshape(len(v), 1, *v.shape[-2:]) if v.ndim != 4 else v
+        lo, hi = (u.reshape(-1, 1, 1, 1) for u in (v.flatten(1).amin(1), v.flatten(1).amax(1)))
+        v = (v - lo) / (hi - lo).clamp_min(1e-6) * 2 - 1
+        v = F.interpolate(v.float(), size=self.shape[-2:], mode="nearest")
+        return v.expand(-1, self.shape[0], -1, -1) if v.shape[1] == 1 else v

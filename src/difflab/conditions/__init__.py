@@ -1,0 +1,1 @@
+"""Condition kinds, one module each: label, caption (with its tokenizer and text encoders), lowres."""

@@ -1,0 +1,36 @@
+"""Samples as files: a PNG grid of images, or a scatter (a plot of series) over the training data for points; and
+the arrays beside it (uint8 images, or float points)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from difflab.data.build import build_dataset
+from difflab.data.dataset import DataConfig, DataSpec, to_uint8
+from difflab.eval.grid import save_grid
+from difflab.eval.plots import plot_points, plot_series
+from difflab.latent.codec import pixel_config
+
+
+def sample_figure(x: Tensor, path: str | Path, spec: DataSpec, data: DataConfig, nrow: int | None = None) -> Path:
+    """A PNG of samples in data space: an image grid, or a scatter over the training data for 2-D points."""
+    path = Path(path)
+    if spec.is_image:
+        return save_grid(x, path, nrow)
+    reference = build_dataset(pixel_config(data)).x[:2000]
+    return plot_series(x, path, reference) if x.ndim == 3 else plot_points(x, path, reference)
+
+
+def save_samples(x: Tensor, out: str | Path, name: str, spec: DataSpec, data: DataConfig) -> Path:
+    """NAME.png (sample_figure) and NAME.npz (uint8 images (N, H, W[, C]) or float points (N, D)) in `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sample_figure(x, out / f"{name}.png", spec, data)
+    if spec.is_image:
+        imgs = to_uint8(x).transpose(0, 2, 3, 1)  # (N, H, W, C)
+        np.savez_compressed(out / f"{name}.npz", images=imgs[..., 0] if imgs.shape[-1] == 1 else imgs)
+    else:
+        np.savez_compressed(out / f"{name}.npz", samples=x.numpy())
+    return out / f"{name}.png"
