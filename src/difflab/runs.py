@@ -14,7 +14,7 @@ from difflab.budget import Budget, reserve_seconds
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.build import build_dataset
 from difflab.eval.plots import forward_frames, plot_loss, plot_strip, read_metrics
-from difflab.latent.codec import model_data, pixel_config, resolve_latent
+from difflab.latent.codec import model_data, resolve_latent
 from difflab.pipeline import Pipeline, load, resolve_sampler
 from difflab.train.build import build_network, build_objective, build_schedule
 from difflab.train.distributed import is_main_process
@@ -35,7 +35,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
     if cfg.data.path:  # stored absolute, so the run can be evaluated from any folder
         cfg = replace(cfg, data=replace(cfg.data, path=str(Path(cfg.data.path).resolve())))
     if cfg.data.latent:  # the autoencoder pinned and the latent scale fixed, once, before anything trains
-        cfg = replace(cfg, data=resolve_latent(cfg.data, build_dataset(pixel_config(cfg.data)).x))
+        cfg = replace(cfg, data=resolve_latent(cfg.data, build_dataset(cfg.data.pixels).x))
     data = model_data(cfg.data)
     main = is_main_process()
     if main:

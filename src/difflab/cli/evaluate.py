@@ -159,10 +159,8 @@ def _reference(pipe, args: argparse.Namespace):
     from difflab.eval.features import get_extractor
     from difflab.eval.quality import load_images
 
-    from difflab.latent.codec import pixel_config
-
     if args.reference in ("test", "train"):
-        data = pixel_config(pipe.cfg.data) if pipe is not None and pipe.cfg.data.name != "mnist" else \
+        data = pipe.cfg.data.pixels if pipe is not None and pipe.cfg.data.name != "mnist" else \
             DataConfig(name="mnist", split=args.reference)
         if pipe is not None and data.name == "mnist" and pipe.data_spec.shape[-1] != 28:
             data = DataConfig(name="mnist", split=args.reference, image_size=pipe.data_spec.shape[-1])
@@ -178,10 +176,8 @@ def _scorer(pipe, args: argparse.Namespace, metrics, log):
     from difflab.data.build import build_dataset
     from difflab.eval.quality import evaluate_images, evaluate_points
 
-    from difflab.latent.codec import pixel_config
-
     if not pipe.data_spec.is_image:
-        ref = build_dataset(pixel_config(pipe.cfg.data)).x
+        ref = build_dataset(pipe.cfg.data.pixels).x
         return lambda sets: evaluate_points(sets, ref, f"{pipe.cfg.data.name} (training data)")
     ref, ref_name, extractor = _reference(pipe, args)
     return lambda sets: evaluate_images([_images(x) for x in sets], ref, extractor, metrics, ref_name, log=log)

@@ -1,7 +1,7 @@
 """The in-memory dataset type, the data config, and conversions between uint8 pixels and [-1, 1] floats."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -123,6 +123,11 @@ class DataConfig:
     latent: str = ""  # an autoencoder run (difflab train-autoencoder): train on its latents of this data instead
     latent_scale: float = 0.0  # latents are multiplied by it; 0: 1 / std of the training latents, fixed at the start
     latent_sha256: str = ""  # the autoencoder checkpoint's sha256, recorded at the start (a changed file is refused)
+
+    @property
+    def pixels(self) -> "DataConfig":
+        """This config of the data itself, without the latent fields (a latent run's images, before encoding)."""
+        return replace(self, latent="", latent_scale=0.0, latent_sha256="")
 
     def __post_init__(self) -> None:
         """Reject values that cannot work, with a one-line fix."""

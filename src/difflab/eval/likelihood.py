@@ -172,13 +172,11 @@ def evaluate_split(run: LoadedRun, fn: Callable[[Precond, torch.Tensor, Conditio
     """The one driver that evaluates a split: fn(denoiser, x0, cond) -> per-image tensors over batches of the first
     num_images examples (data with a test split: of `split`; other data: the training data), concatenated; and the
     split's name. A latent run's fn gets the data itself (it encodes)."""
-    from difflab.latent.codec import pixel_config
-
     if num_images < 2:
         raise UserError(f"--num-images must be at least 2 for an error bar, got {num_images}")
     cfg = run.cfg
     splits = cfg.data.name in SPLIT_SETS
-    dcfg = replace(pixel_config(cfg.data), limit=num_images, split=split if splits else cfg.data.split)
+    dcfg = replace(cfg.data.pixels, limit=num_images, split=split if splits else cfg.data.split)
     data = build_dataset(dcfg)
     net = run.ema if use_ema else run.net
     net.eval()

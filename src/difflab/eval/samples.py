@@ -11,7 +11,6 @@ from difflab.data.build import build_dataset
 from difflab.data.dataset import DataConfig, DataSpec, to_uint8
 from difflab.eval.grid import save_grid
 from difflab.eval.plots import plot_points, plot_series
-from difflab.latent.codec import pixel_config
 
 
 def sample_figure(x: Tensor, path: str | Path, spec: DataSpec, data: DataConfig, nrow: int | None = None) -> Path:
@@ -19,7 +18,7 @@ def sample_figure(x: Tensor, path: str | Path, spec: DataSpec, data: DataConfig,
     path = Path(path)
     if spec.is_image:
         return save_grid(x, path, nrow)
-    reference = build_dataset(pixel_config(data)).x[:2000]
+    reference = build_dataset(data.pixels).x[:2000]
     return plot_series(x, path, reference) if x.ndim == 3 else plot_points(x, path, reference)
 
 

@@ -28,11 +28,6 @@ from difflab.utils import file_digest
 SCALE_EXAMPLES = 10_000  # training examples whose latents fix the scale
 
 
-def pixel_config(data: DataConfig) -> DataConfig:
-    """The data config of the data itself (no latent fields)."""
-    return replace(data, latent="", latent_scale=0.0, latent_sha256="")
-
-
 @dataclass(frozen=True, eq=False)
 class Codec:
     """A trained VAE as the autoencoder of a latent run."""
@@ -131,7 +126,7 @@ def model_data(cfg: DataConfig):
     if not cfg.latent_scale:
         raise UserError("data.latent_scale is 0: a latent run fixes it when training starts (difflab train "
                         "--latent RUN), or set it")
-    return encode_dataset(build_dataset(pixel_config(cfg)), load_codec(cfg), cfg.seed)
+    return encode_dataset(build_dataset(cfg.pixels), load_codec(cfg), cfg.seed)
 
 
 def run_codec(data: DataConfig, spec: DataSpec, device: torch.device | str = "cpu") -> Optional[Codec]:

@@ -9,8 +9,7 @@ from difflab.schedules.base import Schedule
 from difflab.schedules.continuous import EDM, VE, SubVP, VPLinear
 from difflab.schedules.discrete import DiscreteSchedule, cosine_betas, linear_betas
 
-DISCRETE = ("linear", "cosine")
-CONTINUOUS = ("vp", "subvp", "ve", "edm")
+DISCRETE = ("linear", "cosine")  # kinds trained on a beta table's integer steps; the others are SDEs
 
 
 @dataclass(frozen=True)
@@ -28,8 +27,8 @@ class ScheduleConfig:
     t_min: float = 0.0  # continuous: smallest training / sampling time (0 = the schedule's default)
 
     def __post_init__(self) -> None:
-        if self.kind not in DISCRETE + CONTINUOUS:
-            raise UserError(f"schedule.kind must be one of {DISCRETE + CONTINUOUS}, got {self.kind!r}")
+        if self.kind not in SCHEDULE_MAKERS:
+            raise UserError(f"schedule.kind must be one of {tuple(SCHEDULE_MAKERS)}, got {self.kind!r}")
         if self.T < 2:
             raise UserError(f"schedule.T must be at least 2, got {self.T}")
         if not 0 < self.beta_1 <= self.beta_T < 1:

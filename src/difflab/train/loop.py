@@ -2,7 +2,6 @@
 continues exactly, and a non-finite step is skipped rather than learned."""
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -28,13 +26,13 @@ from difflab.train.distributed import World, close_world, init_world, standard_g
 from difflab.train.ema import ema_beta
 from difflab.train.checkpoint import read_meta
 from difflab.train.events import EventWriter
+from difflab.train.metrics import record, truncate_metrics
 from difflab.train.interrupt import Interrupted, StopRequest
 from difflab.train.notes import short_run_notes
 from difflab.train.order import DataOrder, step_seed
 from difflab.train.precision import check_precision, resolve_precision, with_precision
 from difflab.train.progress import Progress
-from difflab.train.state import (TrainState, budget_defaults, checkpoint_meta, ema_half_life, gather_rng, lr_at, new_state, restore,
-                                  restore_rng, state_tensors)
+from difflab.train.state import (TrainState, budget_defaults, ema_half_life, lr_at, new_state, restore, restore_rng, save_state)
 from difflab.train.store import LATEST, CheckpointStore
 
 CHECKPOINT = LATEST
@@ -170,7 +168,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
                 for f in (run_dir / "tb").glob("events.out.tfevents.*"):
                     f.unlink()
             (run_dir / "config.yaml").write_text(dump_yaml(cfg))  # the config in force, also after a resume
-            _truncate_metrics(run_dir / "metrics.jsonl", st.step)
+            truncate_metrics(run_dir / "metrics.jsonl", st.step)
             metrics = open(run_dir / "metrics.jsonl", "a")
             events = EventWriter(run_dir / "tb", st.step) if tc.tensorboard else None
         except (UserError, OSError) as e:
@@ -213,7 +211,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
             bar.update(1, loss=loss_v)
             end = st.images >= tc.max_images or r.time_up or r.interrupted
             if st.step % tc.log_every == 0 or st.step == 1 or not r.applied or end:
-                _record(metrics, events, cfg, st, r, end and st.step % tc.log_every != 0)
+                record(metrics, events, cfg, st, r, end and st.step % tc.log_every != 0)
             if bad:
                 log(f"step {st.step}: non-finite loss or gradient (loss {r.loss:.4g}, gradient norm {r.grad_norm:.4g})"
                     f": skipped, weights and EMA unchanged ({st.bad_in_a_row} of train.max_bad_steps="
@@ -225,7 +223,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
                                     f"gradient (last at step {st.step}): lower train.lr or use train.precision=fp32; "
                                     f"{kept}")
             if st.images >= next_ckpt and not bad:  # never in the middle of a run of skipped steps
-                _save(store, cfg, st, world)
+                save_state(store, cfg, st, world)
                 next_ckpt += tc.checkpoint_every_images
             if r.time_up or r.interrupted:
                 stopped = "interrupt" if r.interrupted else "time"
@@ -242,7 +240,7 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
         if events is not None:
             events.close()
         if clean_exit:  # not after divergence or a failed write: the last good checkpoint stays the newest
-            _save(store, cfg, st, world)  # also on Ctrl-C when alone: nothing trained is lost
+            save_state(store, cfg, st, world)  # also on Ctrl-C when alone: nothing trained is lost
     log(f"trained {st.step} steps ({st.images} images) in {st.seconds:.0f}s; last loss {loss_v:.4f}"
         + (f"; {skipped} non-finite steps skipped" if skipped else ""))
     notes = short_run_notes(cfg, st.step, st.images, data.spec.is_image) if cfg.model == "diffusion" else []
@@ -251,42 +249,6 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
         raise Interrupted(f"stopped at step {st.step}: checkpoint, metrics and loss plot of step {st.step} are in "
                           f"{run_dir}; continue with --resume", result)
     return result
-
-
-def _save(store: CheckpointStore, cfg: RunConfig, st: TrainState, world: World) -> None:
-    """Every rank hands in its RNG state; rank 0 writes. A failed write keeps the last good checkpoint."""
-    st.rng = gather_rng(world)
-    if not world.main:
-        return
-    tensors, opt_meta = state_tensors(st)
-    try:
-        store.save(st.step, tensors, checkpoint_meta(cfg, st, world, opt_meta))
-    except (OSError, SafetensorError) as e:
-        last = f"the last good one, {store.latest}, is intact" if store.latest.exists() else "no checkpoint was kept"
-        raise UserError(f"could not write a checkpoint at step {st.step} ({getattr(e, 'strerror', None) or e}): "
-                        f"{last}; free space or fix permissions, then --resume") from None
-
-
-def _record(metrics, events, cfg: RunConfig, st: TrainState, r: StepResult, closing: bool = False) -> None:
-    """One line of metrics.jsonl and one TensorBoard event (rank 0); `closing` marks a session's last step off the
-    log_every cadence, which a resume drops so the file reads as one uninterrupted run."""
-    if metrics is None:
-        return
-    row = {"step": st.step, "images": st.images, "loss": r.loss, "grad_norm": r.grad_norm,
-           "lr": lr_at(cfg, st.images - cfg.train.batch_size), "seconds": round(st.seconds, 3)}
-    if st.scaler.is_enabled():
-        row["loss_scale"] = st.scaler.get_scale()
-    if not r.applied:
-        row["skipped"] = "fp16 overflow" if r.overflow else "non-finite"
-    if closing:
-        row["closing"] = True
-    metrics.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None  # JSON has no NaN
-                              for k, v in row.items()}) + "\n")
-    metrics.flush()
-    if events is not None:
-        events.scalars(st.step, {f"train/{k}": v for k, v in row.items()
-                                 if k not in ("step", "skipped", "closing") and isinstance(v, (int, float))
-                                 and math.isfinite(v)})
 
 
 def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Module, data: ImageData,
@@ -331,17 +293,3 @@ def _step(st: TrainState, objective: Objective, forward: nn.Module, model: nn.Mo
     st.scaler.update()  # fp16: an overflow halves the loss scale
     overflow = st.scaler.is_enabled() and math.isfinite(loss_v) and not finite
     return StepResult(loss_v, gnorm_v, finite, overflow, bool(stats[1] > 0), bool(stats[2] > 0))
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the metric lines up to the checkpoint we resume from (none for a fresh run); a line cut by a crash
-    mid-write is dropped."""
-    keep = []
-    for ln in path.read_text().splitlines() if path.exists() and step else []:
-        try:
-            row = json.loads(ln)
-            if row["step"] <= step and not row.get("closing"):
-                keep.append(ln)
-        except (ValueError, KeyError, TypeError):
-            continue
-    path.write_text("".join(ln + "\n" for ln in keep))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from difflab.config import RunConfig, to_dict
@@ -143,3 +144,17 @@ def load_state(path: Path, cfg: RunConfig) -> TrainState:
     """A checkpoint's networks, counters and data description, to sample or evaluate (no optimizer)."""
     tensors, meta = load_checkpoint(path)
     return restore(tensors, meta, cfg, path, optimizer=False)
+
+
+def save_state(store, cfg: RunConfig, st: TrainState, world: World) -> None:
+    """Every rank hands in its RNG state; rank 0 writes. A failed write keeps the last good checkpoint."""
+    st.rng = gather_rng(world)
+    if not world.main:
+        return
+    tensors, opt_meta = state_tensors(st)
+    try:
+        store.save(st.step, tensors, checkpoint_meta(cfg, st, world, opt_meta))
+    except (OSError, SafetensorError) as e:
+        last = f"the last good one, {store.latest}, is intact" if store.latest.exists() else "no checkpoint was kept"
+        raise UserError(f"could not write a checkpoint at step {st.step} ({getattr(e, 'strerror', None) or e}): "
+                        f"{last}; free space or fix permissions, then --resume") from None
