@@ -105,3 +105,23 @@ def test_operator_input_that_cannot_work_is_refused_in_one_line():
         Radon((1, 32, 16), 10)
     with pytest.raises(UserError, match="blur width"):
         Blur(float("nan"), SHAPE)
+
+
+OPS = {"inpaint": lambda noise: Inpaint.random(SHAPE, 0.6, seed=1, noise_std=noise),
+       "superres": lambda noise: Downsample(4, SHAPE, noise), "deblur": lambda noise: Blur(1.5, SHAPE, noise),
+       "mri": lambda noise: MRI(SHAPE, 4, 0.08, noise_std=noise), "ct": lambda noise: Radon(SHAPE, 30, noise)}
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_each_operator_carries_its_own_baselines_and_view(name):
+    op = OPS[name](0.01)
+    x = torch.rand(2, *op.shape) * 2 - 1
+    y = op.measure(x, torch.Generator().manual_seed(0))
+    own = {"inpaint": "masked input", "superres": "bicubic", "deblur": "Wiener", "mri": "zero-filled IFFT",
+           "ct": "FBP"}[name]
+    base = op.baselines(y)
+    assert list(base) == [own, "TV"] and all(v.shape == x.shape and v.abs().max() <= 1 for v in base.values())
+    assert op.view(y).shape == x.shape
+    # the TV weight is the tuned one up to the noise it was tuned at, and grows in proportion above it
+    assert OPS[name](op.tv_noise / 2).tv_lambda == op.tv_weight
+    assert OPS[name](op.tv_noise * 3).tv_lambda == pytest.approx(3 * op.tv_weight)

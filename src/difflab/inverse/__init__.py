@@ -1,1 +1,1 @@
-"""Inverse problems: measurement operators, posterior samplers through the model contract, classical baselines."""
+"""Inverse problems with a diffusion prior: posterior samplers through the model contract, the restore job's inputs and report."""

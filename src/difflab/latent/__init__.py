@@ -1,1 +1,1 @@
-"""Latent models: the (hierarchical) VAE, trained by its ELBO."""
+"""Latent diffusion: a trained autoencoder run as the codec of a diffusion run on its latents, and the whole model's bound."""
