@@ -45,18 +45,13 @@ def draw(op, y, method, sampler="dpmpp_2m", steps=50, **kw):
     den, spec = GaussianImages(), get_sampler(sampler)
     grid = spec.grid(spec.grid_for(SCHED), SCHED, steps)
 
-    def rows(idx):
-        yy = y.expand(len(idx), *y.shape[1:])
-        if method == "project":
-            return den, Projection(op, yy, SCHED, NoiseSource.for_indices(9, idx.tolist()))
-        if method == "dps":
-            return DPS(den, op, yy, SCHED, kw.get("zeta", 1.0)), None
-        if method == "dds":
-            return DataConsistency(den, op, yy, SCHED, kw.get("iters", 10), kw.get("zeta", 1.0)), None
-        return MomentProjection(den, op, yy, iters=8), None
-
+    yy = y.expand(N, *y.shape[1:])
+    hook = Projection(op, yy, SCHED, NoiseSource.for_indices(9, range(N))) if method == "project" else None
+    transform = {"dps": lambda: DPS(den, op, yy, SCHED, kw.get("zeta", 1.0)),
+                 "dds": lambda: DataConsistency(den, op, yy, SCHED, kw.get("iters", 10), kw.get("zeta", 1.0)),
+                 "moment": lambda: MomentProjection(den, op, yy, iters=8)}.get(method, lambda: den)()
     fn = resampled(spec.fn, kw["jumps"], SCHED) if "jumps" in kw else spec.fn
-    x = generate(den, SHAPE, N, SCHED, grid, seed=0, batch_size=N, sampler=fn, for_rows=rows)
+    x = generate(transform, SHAPE, N, SCHED, grid, seed=0, batch_size=N, sampler=fn, hook=hook)
     x = x.reshape(N, D).double()
     return x.mean(0), torch.cov(x.T)
 
@@ -166,3 +161,26 @@ def test_data_consistency_solves_its_proximal_problem():
             want = x0_hat + (torch.linalg.pinv(A) @ (y.reshape(2, 2).double() - x0_hat @ A.T).T).T
         assert torch.allclose(x0, want, atol=1e-4), (noise, zeta, (x0 - want).abs().max())
         assert torch.allclose((A @ x0.T).T, y.reshape(2, 2).double(), atol=1e-4) == (gamma == 0)
+
+
+def test_the_transforms_and_the_projection_read_each_rows_measurement_from_the_condition():
+    from difflab.condition import MEASUREMENT, Condition
+    from difflab.errors import UserError
+    from difflab.inverse.posterior import MeasuredProjection
+
+    op = Downsample(2, SHAPE, noise_std=0.05)
+    g = torch.Generator().manual_seed(0)
+    y = op.forward(torch.randn(3, *SHAPE, generator=g))  # a different measurement per row
+    x_t, t = torch.randn(3, *SHAPE, generator=g), torch.full((3,), 0.4, dtype=torch.float64)
+    cond = Condition({MEASUREMENT: y}, {MEASUREMENT: torch.zeros_like(y[0])})
+    den = GaussianImages()
+    for make in (lambda y_: DPS(den, op, y_, SCHED, 2.0), lambda y_: DataConsistency(den, op, y_, SCHED, 4, 2.0),
+                 lambda y_: MomentProjection(den, op, y_, iters=4)):
+        torch.testing.assert_close(make(None)(x_t, t, cond).x0, make(y)(x_t, t).x0)  # the field is the fixed y
+        with pytest.raises(UserError, match="measurement"):
+            make(None)(x_t, t)
+    rows = torch.tensor([4, 7, 9])
+    bound = MeasuredProjection(op, SCHED, seed=5).bind(cond, rows)
+    fixed = Projection(op, y, SCHED, NoiseSource.for_indices(5, rows.tolist()))
+    s = torch.tensor(0.3, dtype=torch.float64)
+    torch.testing.assert_close(bound(0, s, x_t), fixed(0, s, x_t))  # each row's y, each row's noise stream

@@ -14,6 +14,8 @@ from difflab.errors import UserError
 LABEL = "label"  # class index in [0, num_classes); its null value is num_classes (conditions/label.py)
 TOKENS = "tokens"  # caption token ids (L,); the null caption is all padding (conditions/caption.py)
 LOWRES = "lowres"  # the low-resolution image upsampled to full size (C, H, W); null = zeros (conditions/lowres.py)
+MEASUREMENT = "measurement"  # an inverse problem's y per row (null = zeros): read by the posterior transforms and
+# the projection hook (inverse/posterior.py), never by a network
 INJECTIONS = ("embedding", "context", "concat", "target")  # where a network takes a condition in (ConditionKind)
 
 
@@ -43,6 +45,11 @@ class Condition:
     def tokens(cls, ids: Tensor, null: Tensor) -> "Condition":
         """Caption token ids (B, L); `null` (L,) is the empty caption (all padding)."""
         return cls({TOKENS: torch.as_tensor(ids, dtype=torch.long)}, {TOKENS: null.to(torch.long)})
+
+    def without(self, name: str) -> "Condition | None":
+        """The other fields (None when `name` was the only one)."""
+        rest = {k: v for k, v in self.values.items() if k != name}
+        return Condition(rest, {k: self.nulls[k] for k in rest}) if rest else None
 
     def join(self, other: "Condition") -> "Condition":
         """The fields of both (e.g. a label and a caption), same rows."""

@@ -27,7 +27,7 @@ from difflab.prediction import Clip, Denoiser
 from difflab.samplers.calibrate import calibrate_grid
 from difflab.samplers.generate import generate
 from difflab.samplers.registry import AUTO_NFE, CountingDenoiser, SamplerSpec, auto_sampler, get_sampler
-from difflab.samplers.walk import StepCallback
+from difflab.samplers.walk import RowHook, StepCallback, StepHook
 from difflab.schedules.base import Schedule
 from difflab.schedules.grids import make_grid
 from difflab.train.build import build_denoiser
@@ -203,11 +203,13 @@ class Pipeline:
 
     def draw(self, plan: SamplingPlan, *, cond: Condition | None = None, guidance: Transform | None = None,
              log: Log | None = None, progress: bool = False, callback: StepCallback | None = None,
-             init: Tensor | None = None, for_rows: Callable | None = None, sampler: Callable | None = None) -> Tensor:
+             init: Tensor | None = None, hook: StepHook | RowHook | None = None,
+             sampler: Callable | None = None) -> Tensor:
         """Run a plan: the sampler over its grid, batch by batch; `callback(i, t, x, pred)` sees every step. `init`
-        (n images) starts a grid below t = 1 from them noised to its first time; `for_rows(denoiser, idx)` gives a
-        batch's own denoiser and step hook (per-image measurements); `sampler` replaces the plan's sampler function
-        (RePaint's resampling around it). Returns data (a latent run decodes; its `init` is encoded first)."""
+        (n images) starts a grid below t = 1 from them noised to its first time; `guidance` is any denoiser transform
+        (guidance, a posterior transform reading the condition's measurement field); `hook` a step hook, or a RowHook
+        bound to each batch's rows (projection onto per-image measurements); `sampler` replaces the plan's sampler
+        function (RePaint's resampling around it). Returns data (a latent run decodes; its `init` is encoded first)."""
         sc = plan.config
         cond = self.condition(sc) if cond is None else cond
         if cond is not None and len(cond) != sc.num_samples:
@@ -226,21 +228,17 @@ class Pipeline:
                             f"{tuple(init.shape)}")
         if init is not None:
             init = self.encode(init, sc.seed)
-        def rows(idx: Tensor):  # the batch's transform acts on the unclipped denoiser; clipping comes last
-            den, hook = for_rows(guided, idx)
-            return self.clipped(den, sc.clip), hook
         with torch.no_grad():
             x = generate(denoiser, self.shape, sc.num_samples, self.schedule, plan.grid, seed=sc.seed,
                          batch_size=sc.batch_size, cond=cond, device=self.device, on_step=bar.update,
-                         callback=callback, sampler=sampler or plan.spec.fn, init=init,
-                         for_rows=rows if for_rows is not None else None,
+                         callback=callback, hook=hook, sampler=sampler or plan.spec.fn, init=init,
                          **plan.options)
             x = self.decode(x, sc.seed)
         bar.close()
         per_sample = counter.rows / sc.num_samples
         if log is not None and guidance is not None and plan.nfe and per_sample != plan.nfe:
-            log(f"{per_sample:g} network evaluations per sample, {plan.nfe} planned: the guidance evaluates the network "
-                "on more rows")
+            log(f"{per_sample:g} network evaluations per sample, {plan.nfe} planned: the transform evaluates the "
+                "network more often")
         return x
 
     def clipped(self, denoiser: Denoiser, clip: bool = True) -> Denoiser:

@@ -24,13 +24,23 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from difflab.condition import Condition
+from difflab.condition import MEASUREMENT, Condition
 from difflab.errors import UserError
 from difflab.operators import Operator
 from difflab.noise import NoiseSource
 from difflab.precond import sigma_tilde
 from difflab.prediction import Denoiser, Prediction, scales
 from difflab.schedules.base import Schedule
+
+
+def measured(cond: Optional[Condition], fixed: Optional[Tensor]) -> tuple[Tensor, Optional[Condition]]:
+    """(y, the rest of the condition): a transform's fixed y, else the rows' measurement field."""
+    if fixed is not None:
+        return fixed, cond
+    if cond is None or MEASUREMENT not in cond.fields:
+        raise UserError(f"this transform reads the measurement from the condition's {MEASUREMENT!r} field, which this "
+                        "call lacks: pass y, or a condition that carries it")
+    return cond[MEASUREMENT], cond.without(MEASUREMENT)
 
 
 class Projection:
@@ -50,6 +60,21 @@ class Projection:
         return x + self.op.pinv(y - self.op.forward(x))
 
 
+class MeasuredProjection:
+    """The projection as a RowHook: bound to a batch, it projects each row onto that row's measurement (the
+    condition's measurement field), noised from the row's own stream (seed, sample index)."""
+
+    def __init__(self, op: Operator, schedule: Schedule, seed: int):
+        if not op.has_pinv:
+            raise UserError(f"projection needs the operator's pseudo-inverse, which {op.name} does not have: use "
+                            "--method dds or dps")
+        self.op, self.schedule, self.seed = op, schedule, seed
+
+    def bind(self, cond: Optional[Condition], rows: Tensor) -> Projection:
+        y, _ = measured(cond, None)
+        return Projection(self.op, y, self.schedule, NoiseSource.for_indices(self.seed, rows.tolist()))
+
+
 def x0_variance(schedule: Schedule, t: Tensor) -> float:
     """r_t^2 = sigma~^2 / (1 + sigma~^2): Var[x0 | x_t] per pixel for unit-variance Gaussian data (PiGDM), at the
     batch's shared time t."""
@@ -61,13 +86,15 @@ class DPS:
     """Denoiser transform: score + zeta grad_{x_t} log N(y; A x0_hat(x_t), rho_t^2 I), rho_t^2 = sigma_y^2 +
     r_t^2 ||A||^2."""
 
-    def __init__(self, denoiser: Denoiser, op: Operator, y: Tensor, schedule: Schedule, zeta: float = 1.0):
+    def __init__(self, denoiser: Denoiser, op: Operator, y: Optional[Tensor], schedule: Schedule, zeta: float = 1.0):
         if not (math.isfinite(zeta) and zeta >= 0):
             raise UserError(f"the DPS step size zeta must be a finite number >= 0, got {zeta}")
-        self.denoiser, self.op, self.y, self.schedule, self.zeta = denoiser, op, op.check_measurement(y), schedule, zeta
+        self.denoiser, self.op, self.schedule, self.zeta = denoiser, op, schedule, zeta
+        self.y = op.check_measurement(y) if y is not None else None  # None: each call's measurement field
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Optional[Condition] = None) -> Prediction:
-        y = self.y.to(x_t.device)
+        y, cond = measured(cond, self.y)
+        y = y.to(x_t.device)
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
             pred = self.denoiser(x, t, cond)
@@ -144,18 +171,20 @@ class DataConsistency:
     the late, nearly clean steps from fitting the noise. x0 enters the sampler's update in place of x0_hat, eps
     follows from x_t. Needs only A and A^T (CT included) and no network gradient: one network evaluation per call."""
 
-    def __init__(self, denoiser: Denoiser, op: Operator, y: Tensor, schedule: Schedule, iters: int = 10,
+    def __init__(self, denoiser: Denoiser, op: Operator, y: Optional[Tensor], schedule: Schedule, iters: int = 10,
                  zeta: float = 1.0):
         if not (isinstance(iters, int) and iters >= 1):
             raise UserError(f"data consistency needs a whole number of conjugate-gradient steps >= 1, got {iters}")
         if not (zeta > 0):
             raise UserError(f"the data-consistency weight zeta must be > 0 (inf: no proximal term), got {zeta}")
-        self.denoiser, self.op, self.y, self.schedule = denoiser, op, op.check_measurement(y), schedule
+        self.denoiser, self.op, self.schedule = denoiser, op, schedule
+        self.y = op.check_measurement(y) if y is not None else None  # None: each call's measurement field
         self.iters, self.zeta = iters, zeta
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Optional[Condition] = None) -> Prediction:
+        y, cond = measured(cond, self.y)
         pred = self.denoiser(x_t, t, cond)
-        y, op, x0_hat = self.y.to(x_t.device), self.op, pred.x0.detach()
+        y, op, x0_hat = y.to(x_t.device), self.op, pred.x0.detach()
         r2 = x0_variance(self.schedule, t)
         gamma = op.noise_std**2 / (self.zeta * r2) if op.noise_std > 0 and r2 > 0 else 0.0
         x0 = conjugate_gradients(lambda v: op.adjoint(op.forward(v)) + gamma * v, op.adjoint(y) + gamma * x0_hat,
@@ -172,11 +201,13 @@ class MomentProjection:
     solved by conjugate gradients on Jacobian-vector products (`iters` of them, ~3 network evaluations each). Exact for
     Gaussian data, where p(x_0 | x_t) is Gaussian: the test against the exact posterior (tests/test_posterior.py)."""
 
-    def __init__(self, denoiser: Denoiser, op: Operator, y: Tensor, iters: int = 8, floor: float = 1e-6):
-        self.denoiser, self.op, self.y, self.iters, self.floor = denoiser, op, op.check_measurement(y), iters, floor
+    def __init__(self, denoiser: Denoiser, op: Operator, y: Optional[Tensor], iters: int = 8, floor: float = 1e-6):
+        self.denoiser, self.op, self.iters, self.floor = denoiser, op, iters, floor
+        self.y = op.check_measurement(y) if y is not None else None  # None: each call's measurement field
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Optional[Condition] = None) -> Prediction:
-        y = self.y.to(x_t.device)
+        y, cond = measured(cond, self.y)
+        y = y.to(x_t.device)
         # the math attention kernel: the fused ones have no second derivative, which the Jacobian-vector products need
         with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
             x = x_t.detach().requires_grad_(True)

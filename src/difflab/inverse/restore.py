@@ -17,11 +17,10 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from difflab.condition import LOWRES
+from difflab.condition import LOWRES, MEASUREMENT, Condition
 from difflab.errors import UserError
 from difflab.inverse.names import METHODS, TASKS
-from difflab.inverse.posterior import DPS, DataConsistency, MomentProjection, Projection, resampled
-from difflab.noise import NoiseSource
+from difflab.inverse.posterior import DPS, DataConsistency, MeasuredProjection, MomentProjection, resampled
 from difflab.operators import MRI, Blur, Downsample, Inpaint, Operator, Radon
 
 from difflab.inverse.inputs import load_mask
@@ -91,16 +90,13 @@ def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optiona
                             f"unet.lowres_factor={kind.factor if kind is not None else 0}")
         return pipe.draw(plan, cond=kind.measured(op, y), log=log, progress=progress)
 
-    def rows(den, idx: Tensor):
-        yi = y[idx].to(pipe.device)
-        if method in ("project", "repaint"):
-            return den, Projection(op, yi, schedule, NoiseSource.for_indices(seed + 7_000_001, idx.tolist()))
-        if method == "dps":
-            return DPS(den, op, yi, schedule, zeta), None
-        if method == "dds":
-            return DataConsistency(den, op, yi, schedule, iters or 10, zeta), None
-        return MomentProjection(den, op, yi, iters or 5), None
-
+    measurement = Condition({MEASUREMENT: y}, {MEASUREMENT: torch.zeros_like(y[0])})  # read by the transform / hook
+    own = pipe.condition(sc)
+    cond = measurement if own is None else own.join(measurement)
+    transform = {"dps": lambda den: DPS(den, op, None, schedule, zeta),
+                 "dds": lambda den: DataConsistency(den, op, None, schedule, iters or 10, zeta),
+                 "moment": lambda den: MomentProjection(den, op, None, iters or 5)}.get(method)
+    hook = MeasuredProjection(op, schedule, seed + 7_000_001) if method in ("project", "repaint") else None
     fn = None
     if method == "repaint":
         if not plan.spec.one_step:  # resampling restarts the sampler every interval: no history
@@ -108,8 +104,7 @@ def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optiona
                 log(f"repaint: {plan.config.sampler} keeps a history across steps; resampling with ddim instead")
             plan = pipe.plan(replace(sc, sampler="ddim"), log or (lambda s: None))
         fn = resampled(plan.spec.fn, jumps, schedule)
-    return pipe.draw(plan, for_rows=rows, sampler=fn, log=log, progress=progress)
-
+    return pipe.draw(plan, cond=cond, guidance=transform, hook=hook, sampler=fn, log=log, progress=progress)
 
 
 def posterior_mean(pipe, op: Operator, y: Tensor, method: str, samples: int, **kw) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,7 @@ from difflab.condition import Condition
 from difflab.noise import NoiseSource
 from difflab.prediction import Denoiser
 from difflab.samplers.ancestral import sample_ancestral
-from difflab.samplers.walk import StepCallback, StepHook
+from difflab.samplers.walk import RowHook, StepCallback, StepHook
 from difflab.schedules.base import Schedule
 from difflab.schedules.grids import check_grid
 
@@ -42,14 +42,13 @@ def generate(
     device: torch.device | str = "cpu",
     on_step: Optional[Callable[[], None]] = None,
     callback: Optional[StepCallback] = None,
-    hook: Optional[StepHook] = None,
+    hook: Optional[StepHook | RowHook] = None,
     sampler: Callable[..., Tensor] = sample_ancestral,
-    for_rows: Optional[Callable[[Tensor], tuple[Denoiser, Optional[StepHook]]]] = None,
     **sampler_kwargs,
 ) -> Tensor:
     """(n, *shape) samples by any sampler (default Algorithm 2); x at the grid's first time and every z come from
-    per-sample streams. `cond` and `init` (images to start from when the grid starts below t = 1) hold n rows;
-    `for_rows(idx)` gives the denoiser and hook of a batch's rows idx (per-row measurements of inverse problems)."""
+    per-sample streams. `cond` and `init` (images to start from when the grid starts below t = 1) hold n rows; a
+    RowHook is bound to each batch's rows of `cond` and their sample indices (per-row measurements)."""
     grid = check_grid(grid)
     out = []
     for start in range(0, n, batch_size):
@@ -57,7 +56,7 @@ def generate(
         noise = NoiseSource.for_indices(seed, idx)
         x = start_point(schedule, grid[0], noise, shape, init[idx] if init is not None else None).to(device)
         c = cond.index(torch.tensor(idx)).to(device) if cond is not None else None
-        den, hk = for_rows(torch.tensor(idx)) if for_rows is not None else (denoiser, hook)
+        hk = hook.bind(c, torch.tensor(idx)) if isinstance(hook, RowHook) else hook
 
         def cb(i, t, x, pred):
             if callback is not None:
@@ -65,6 +64,6 @@ def generate(
             if on_step is not None:
                 on_step()
 
-        out.append(sampler(den, x, schedule, grid, noise=noise, cond=c, hook=hk, callback=cb,
+        out.append(sampler(denoiser, x, schedule, grid, noise=noise, cond=c, hook=hk, callback=cb,
                            **sampler_kwargs).cpu())
     return torch.cat(out)

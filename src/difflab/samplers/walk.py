@@ -7,7 +7,7 @@ final one; a grid may start below t = 1 (SDEdit, image-to-image) from any given 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -18,6 +18,14 @@ from difflab.schedules.grids import check_grid
 
 StepCallback = Callable[[int, Tensor, Tensor, Prediction], None]  # (step, t, x_t, prediction)
 StepHook = Callable[[int, Tensor, Tensor], Tensor]  # (step, s, x_s) -> the x_s to continue from
+
+
+@runtime_checkable
+class RowHook(Protocol):
+    """A step hook that depends on the batch: bound to its rows of the condition and their sample indices (the
+    projection onto each row's measurement, with each row's own noise stream)."""
+
+    def bind(self, cond: Optional[Condition], rows: Tensor) -> StepHook: ...
 
 
 def intervals(grid: Tensor) -> Iterator[tuple[int, Tensor, Tensor]]:
