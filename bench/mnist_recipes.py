@@ -35,7 +35,10 @@ def cpu_flags() -> str:
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), platform.processor())
     flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
-    return f"{model}; avx512f={'avx512f' in flags}, avx512_bf16={'avx512_bf16' in flags}, amx_bf16={'amx_bf16' in flags}"
+    capped = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(k)}
+    emulated = f"; kernels capped by {', '.join(f'{k}={v}' for k, v in capped.items())}" if capped else ""
+    return (f"{model}; avx512f={'avx512f' in flags}, avx512_bf16={'avx512_bf16' in flags}, "
+            f"amx_bf16={'amx_bf16' in flags}{emulated}")
 
 
 def source(rev: str, keep: list) -> Path:
