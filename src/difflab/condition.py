@@ -152,7 +152,8 @@ class ConditionKind:
 
     def request(self, sc, n: int, shape: tuple[int, ...]) -> Tensor:
         """Sampling: the values (n, ...) of a sample config's request (the null rows when nothing is asked)."""
-        return self.null(shape).expand(n, *self.null(shape).shape).clone()
+        null = self.null(shape)
+        return null.expand(n, *null.shape).clone()
 
     def condition(self, values: Tensor, shape: tuple[int, ...]) -> Condition:
         """values (B, ...) as a Condition of this one field."""
