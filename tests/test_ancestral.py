@@ -49,7 +49,8 @@ def test_full_grid_equals_algorithm_2_line_4():
     den = Precond(type("N", (torch.nn.Module,), {"forward": lambda self, x, n, c: net(x, n, c)})(), LINEAR)
     x_T = torch.randn(5, 2, dtype=torch.float64)
     grid = discrete_grid(1000)
-    out = sample_ancestral(den, x_T, LINEAR, grid, noise=NoiseSource.for_indices(7, range(5)))
+    out = sample_ancestral(den, x_T, LINEAR, grid, noise=NoiseSource.for_indices(7, range(5)),
+                           variance="posterior")
     noise = NoiseSource.for_indices(7, range(5))
     x = x_T
     for t in range(1000, 0, -1):
@@ -84,3 +85,32 @@ def test_clipping_keeps_x0_in_range():
     gmm = GaussianMixture(torch.ones(1), torch.tensor([[5.0, 5.0]]), torch.eye(2)[None] * 0.01)
     x = generate(Clip(MixtureDenoiser(gmm, LINEAR)), (2,), 64, LINEAR, discrete_grid(1000, 50), seed=0)
     assert x.abs().max() <= 1.0 + 1e-5
+
+
+def test_analytic_variance_is_the_spread_of_the_step_on_gaussian_data():
+    """Data N(0, v I): E[x_0 | x_t] and Var(x_0 | x_t) = v sigma^2 / (alpha^2 v + sigma^2) are exact, so
+    x_s ~ q(x_s | x_t, x_0) with x_0 from its posterior has variance post_var + c_x0^2 Var(x_0 | x_t). The analytic
+    variance, read from eps_hat alone, must give that (averaged over samples: each reads its own |eps_hat|^2), for a
+    long stride where it is far from the posterior variance, and equal the posterior variance on one table step.
+    (Where sigma_t^2 / alpha_t^2 sqrt(2 / d) >> 1 the per-sample estimate is mostly noise and the clamp to [0, 1]
+    decides; there the stride's x_0 coefficient c_x0 = alpha_s (1 - SNR_t / SNR_s) is small unless s is far below.)"""
+    from difflab.prediction import Prediction
+    from difflab.reverse import analytic_var, step_coefficients
+
+    v, d, n = 0.3, 256, 4000
+    g = torch.Generator().manual_seed(0)
+    for t_i, s_i in ((250, 50), (150, 10)):  # alpha_t^2 >= 0.5: |eps_hat|^2 / d resolves the spread
+        t, s = torch.tensor(t_i / 1000, dtype=torch.float64), torch.tensor(s_i / 1000, dtype=torch.float64)
+        a, sg = LINEAR.alpha(t), LINEAR.sigma(t)
+        x_t = torch.randn(n, d, generator=g, dtype=torch.float64) * (a**2 * v + sg**2).sqrt()  # the exact marginal
+        pred = Prediction.from_eps(x_t, a, sg, sg * x_t / (a**2 * v + sg**2))  # the exact E[eps | x_t]
+        step = step_coefficients(LINEAR, t, s)
+        exact = step.post_var + step.c_x0**2 * v * sg**2 / (a**2 * v + sg**2)
+        got = analytic_var(step, pred)
+        assert got.shape == (n, 1)
+        assert abs(float(got.mean()) / float(exact) - 1) < 0.02, (t_i, float(got.mean()), float(exact))
+        assert float(exact) > 1.5 * float(step.post_var)  # the stride's extra spread is really there
+    one = step_coefficients(LINEAR, torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.499, dtype=torch.float64))
+    x = torch.randn(64, d, generator=g, dtype=torch.float64)
+    near = analytic_var(one, Prediction.from_eps(x, LINEAR.alpha(torch.tensor(0.5)), LINEAR.sigma(torch.tensor(0.5)), 0.9 * x))
+    assert torch.allclose(near, one.post_var.expand_as(near), rtol=0.02)

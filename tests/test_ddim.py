@@ -20,7 +20,7 @@ def test_eta_one_is_ancestral_sampling_on_every_schedule(kind):
     den = MixtureDenoiser(eight_mode_ring(), s)
     x_T = s.prior_sample(torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
     grid = discrete_grid(1000, 40) if kind == "linear" else make_grid("logsnr", s, 40)
-    a = sample_ancestral(den, x_T, s, grid, noise=NoiseSource.for_indices(1, range(64)))
+    a = sample_ancestral(den, x_T, s, grid, noise=NoiseSource.for_indices(1, range(64)), variance="posterior")
     b = sample_ddim(den, x_T, s, grid, noise=NoiseSource.for_indices(1, range(64)), eta=1.0)
     c = sample_ddim(den, x_T, s, grid, noise=NoiseSource.for_indices(1, range(64)), eta=0.0)
     assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)

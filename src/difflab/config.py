@@ -19,7 +19,7 @@ from difflab.nn.mlp import MLPConfig
 from difflab.conditions.text import TextConfig
 from difflab.nn.unet import UNetConfig
 from difflab.precond import Parameterization
-from difflab.reverse import VARIANCES
+from difflab.reverse import SAMPLING_VARIANCES
 from difflab.schedules.config import ScheduleConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # train.precision: the network's autocast dtype (train/precision.py)
@@ -101,7 +101,7 @@ class SampleConfig:
     steps: Optional[int] = None  # grid intervals instead of nfe; 1..T on a discrete schedule (unset: from nfe)
     grid: str = "auto"  # uniform, karras, logsnr, focus, stable, discrete, calibrated (fitted to the model), auto (usual one)
     eta: float = 0.0  # ddim: 0 deterministic, 1 ancestral
-    variance: str = "auto"  # ancestral sigma_t^2: posterior, beta, learned, or auto (learned if trained, else posterior)
+    variance: str = "auto"  # ancestral sigma_t^2: posterior, beta, learned, analytic, or auto (learned if trained, else analytic)
     clip: bool = True  # clip predicted x0 to the data's range (images only; 2-D data is never clipped)
     use_ema: bool = True  # sample from the EMA weights
     batch_size: int = 256  # samples per network call (results do not depend on it)
@@ -111,8 +111,8 @@ class SampleConfig:
     prompts: tuple[str, ...] = ()  # text-to-image: captions to sample, cycled (empty: example prompts of the captions)
 
     def __post_init__(self) -> None:
-        if self.variance not in VARIANCES + ("auto",):
-            raise UserError(f"sample.variance must be auto or one of {VARIANCES}, got {self.variance!r}")
+        if self.variance not in SAMPLING_VARIANCES + ("auto",):
+            raise UserError(f"sample.variance must be auto or one of {SAMPLING_VARIANCES}, got {self.variance!r}")
         from difflab.samplers.registry import get_sampler
         from difflab.schedules.grids import GRIDS
 
@@ -175,10 +175,19 @@ class RunConfig:
 
     @property
     def variance(self) -> str:
-        """The reverse variance to sample and evaluate with: sample.variance, with auto resolved."""
-        if self.sample.variance != "auto":
+        """The reverse variance of the bound (the ELBO's Gaussian p_theta): sample.variance, with auto resolved, and
+        analytic (a sampler's, which depends on each sample) read as posterior."""
+        if self.sample.variance not in ("auto", "analytic"):
             return self.sample.variance
         return "learned" if self.train.learn_variance else "posterior"
+
+    @property
+    def sampling_variance(self) -> str:
+        """The reverse variance ancestral sampling draws with: sample.variance, auto = learned if trained, else
+        analytic (the posterior variance plus x_0's spread: right at any stride, reverse.analytic_var)."""
+        if self.sample.variance != "auto":
+            return self.sample.variance
+        return "learned" if self.train.learn_variance else "analytic"
 
 
 def _positive(cfg: Any, *names: str) -> None:

@@ -147,14 +147,15 @@ class Pipeline:
         chosen, sc = sc.sampler == "auto", resolve_sampler(sc)
         spec = get_sampler(sc.sampler)
         options = spec.options(replace(self.cfg, sample=sc))
-        grid_name = spec.grid_for(self.schedule) if sc.grid == "auto" else sc.grid
         if spec.adaptive:
+            grid_name = "uniform" if sc.grid == "auto" else sc.grid
             grid, nfe = make_grid("uniform", self.schedule, 2), None
         else:
             if sc.nfe is not None:
                 steps = spec.steps_for_nfe(sc.sampler, sc.nfe, options)
             else:
                 steps = sc.steps or spec.default_steps(sc.sampler, self.schedule, options)
+            grid_name = spec.grid_for(self.schedule, steps) if sc.grid == "auto" else sc.grid
             if grid_name == "calibrated" and t_start < 1:
                 raise UserError("a calibrated grid starts from noise: choose another --grid to start at t0 < 1")
             if grid_name == "calibrated":

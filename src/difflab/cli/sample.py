@@ -33,8 +33,9 @@ def register(sub) -> None:
     s.add_argument("--steps", type=int, help="grid intervals instead of --nfe; 1..T on a discrete schedule "
                                             "(sets sample.steps)")
     s.add_argument("--seed", type=int, help="sample k uses noise stream (seed, k) (sets sample.seed)")
-    s.add_argument("--variance", choices=["posterior", "beta", "learned"],
-                   help="sigma_t^2 of Algorithm 2 (default: learned if the run learned it, else posterior)")
+    s.add_argument("--variance", choices=["posterior", "beta", "learned", "analytic"],
+                   help="sigma_t^2 of Algorithm 2 (default: learned if the run learned it, else analytic: the "
+                        "posterior variance plus x0's spread, right at any stride)")
     s.add_argument("--no-clip", action="store_true", help="do not clip predicted x0 to [-1, 1]")
     s.add_argument("--live", action="store_true", help="use the live weights instead of the EMA")
     s.add_argument("--schedule", choices=["linear", "cosine", "vp", "subvp", "ve", "edm"],

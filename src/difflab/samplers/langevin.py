@@ -13,7 +13,7 @@ from difflab.condition import Condition
 from difflab.errors import UserError
 from difflab.noise import NoiseSource
 from difflab.prediction import Denoiser
-from difflab.samplers.sde import reverse_sde_step
+from difflab.samplers.ancestral import ancestral_step
 from difflab.samplers.walk import StepCallback, StepHook, after_step, evaluate, final_step, intervals
 from difflab.schedules.base import Schedule
 from difflab.utils import bcast
@@ -42,13 +42,15 @@ def sample_predictor_corrector(
     cond: Optional[Condition] = None, hook: Optional[StepHook] = None, callback: Optional[StepCallback] = None,
     snr: float = 0.1, corrector_steps: int = 1,
 ) -> Tensor:
-    """Euler–Maruyama predictor t -> s, then `corrector_steps` Langevin corrector steps at s (signal-to-noise `snr`)."""
+    """Reverse-diffusion predictor t -> s (the reverse kernel p_theta(x_s | x_t) with the analytic variance: Song et
+    al. 2021's predictor, exact for the SDE's linear part at any stride), then `corrector_steps` Langevin corrector
+    steps at s (signal-to-noise `snr`)."""
     _check(snr, corrector_steps, "the Langevin corrector")
     for i, t, s in intervals(grid):
         pred = evaluate(denoiser, x, t, cond, callback, i)
         if s == 0:
             return final_step(hook, i, pred)
-        x = reverse_sde_step(schedule, t, s, x, pred.score, noise.randn_like(x))  # predictor
+        x = ancestral_step(schedule, t, s, pred, noise.randn_like(x))  # predictor
         step = snr_step(schedule, s, snr, x)
         for _ in range(corrector_steps):  # corrector: Langevin at level s
             x = langevin_step(x, evaluate(denoiser, x, s, cond).score, step, noise.randn_like(x))
@@ -60,19 +62,25 @@ def sample_predictor_corrector(
 def sample_annealed_langevin(
     denoiser: Denoiser, x: Tensor, schedule: Schedule, grid: Tensor, *, noise: NoiseSource,
     cond: Optional[Condition] = None, hook: Optional[StepHook] = None, callback: Optional[StepCallback] = None,
-    snr: float = 0.3, langevin_steps: int = 2,
+    snr: float = 0.3, langevin_steps: int = 1,
 ) -> Tensor:
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1): `langevin_steps` steps of size
     e_i = 2 (snr sigma_i)^2 (their eps sigma_i^2 / sigma_L^2) at each grid level above t_min, then the final denoising
-    step. Their algorithm lives in the VE view y = x / alpha, where levels differ by noise only; here x is carried to
-    the next level by alpha_s / alpha_t, which is that view for any schedule (a no-op for VE and EDM)."""
+    step; each step is followed by an evaluation at its result, so a level costs langevin_steps + 1.
+
+    Between levels x moves by the reverse kernel p_theta(x_s | x_t) with the analytic variance, from that last
+    evaluation. Their carry keeps y = x / alpha, which leaves the noise of level t in a sample of level s: a few
+    Langevin steps cannot remove it, the excess grows from level to level, and more levels made it worse
+    (docs/samplers.md). The reverse kernel hands each level a sample of about its own law, so the Langevin steps
+    only correct, and more evaluations converge."""
     _check(snr, langevin_steps, "annealed Langevin dynamics")
     for i, t, s in intervals(grid):
         pred = evaluate(denoiser, x, t, cond, callback, i)
         if s == 0:
             return final_step(hook, i, pred)
         step = snr_step(schedule, t, snr, x)
-        for k in range(langevin_steps):
-            x = langevin_step(x, (pred if k == 0 else evaluate(denoiser, x, t, cond)).score, step, noise.randn_like(x))
-        x = after_step(hook, i, s, bcast(schedule.alpha(s) / schedule.alpha(t), x) * x)  # same y = x / alpha at s
+        for _ in range(langevin_steps):
+            x = langevin_step(x, pred.score, step, noise.randn_like(x))
+            pred = evaluate(denoiser, x, t, cond)
+        x = after_step(hook, i, s, ancestral_step(schedule, t, s, pred, noise.randn_like(x)))  # to level s
     return x

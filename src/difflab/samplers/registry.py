@@ -35,19 +35,24 @@ class SamplerSpec:
     max_step: float = 1.5  # log-SNR per step on the 'stable' grid (explicit steps are stable below ~2)
     one_step: bool = False  # a step depends only on (x_t, t, s): no history, so it can restart anywhere (RePaint)
     options: Callable[[Any], dict] = lambda cfg: {}  # its options from a run config (cfg.sample: the request)
+    strided_grid: str | None = None  # a 'discrete' sampler's grid when it skips table steps (or has no table)
 
     @property
     def adaptive(self) -> bool:
         """Its cost follows tolerances, not a grid (RK45)."""
         return self.evals is None
 
-    def grid_for(self, schedule: Schedule) -> str:
-        """The usual grid on this schedule: the strided discrete grid only where there is a beta table."""
-        return "uniform" if self.default_grid == "discrete" and schedule.steps is None else self.default_grid
+    def grid_for(self, schedule: Schedule, steps: int | None = None) -> str:
+        """The usual grid on this schedule for `steps` intervals (None: its default budget): a 'discrete' sampler
+        walks every step of a beta table, and takes its strided grid when it skips steps or there is no table."""
+        if self.default_grid != "discrete":
+            return self.default_grid
+        every = schedule.steps is not None and (steps is None or steps >= schedule.steps)
+        return "discrete" if every else self.strided_grid or "uniform"
 
     def grid(self, name: str, schedule: Schedule, steps: int, t_start: float = 1.0) -> Tensor:
         """The named grid ('auto': this sampler's usual one) of `steps` intervals, with this sampler's step bound."""
-        name = self.grid_for(schedule) if name == "auto" else name
+        name = self.grid_for(schedule, steps) if name == "auto" else name
         return make_grid(name, schedule, steps, t_start=t_start, max_step=self.max_step)
 
     def default_steps(self, name: str, schedule: Schedule, options: dict | None = None) -> int:
@@ -79,15 +84,16 @@ def _one(_: dict) -> int:
 SAMPLERS: dict[str, SamplerSpec] = {
     # default grids: each sampler's most accurate at 5-50 NFE on the exact-score mixtures (bench/default_grids.py)
     "ancestral": SamplerSpec(sample_ancestral, True, _one, "discrete", "Algorithm 2: x_s ~ p_theta(x_s | x_t) (option variance)", None,
-                             one_step=True, options=lambda cfg: {"variance": cfg.variance}),
+                             one_step=True, options=lambda cfg: {"variance": cfg.sampling_variance},
+                             strided_grid="focus"),
     "ddim": SamplerSpec(sample_ddim, False, _one, "focus", "DDIM; eta = 0 deterministic, eta = 1 ancestral (option eta)", 50,
                         one_step=True, options=lambda cfg: {"eta": cfg.sample.eta}),
     "euler_maruyama": SamplerSpec(sample_euler_maruyama, True, _one, "stable", "Euler–Maruyama on the reverse-time SDE", 1000,
                                   one_step=True),
     "pc": SamplerSpec(sample_predictor_corrector, True, lambda o: 1 + o.get("corrector_steps", 1), "stable",
-                      "predictor (Euler–Maruyama) + Langevin corrector (options snr, corrector_steps)", 1000),
-    "langevin": SamplerSpec(sample_annealed_langevin, True, lambda o: o.get("langevin_steps", 2), "stable",
-                            "annealed Langevin dynamics (options snr, langevin_steps)", 200, max_step=1.0),
+                      "reverse-diffusion predictor + Langevin corrector (options snr, corrector_steps)", 1000, max_step=4.0),
+    "langevin": SamplerSpec(sample_annealed_langevin, True, lambda o: 1 + o.get("langevin_steps", 1), "stable",
+                            "annealed Langevin dynamics (options snr, langevin_steps)", 200, max_step=4.0),
     "heun": SamplerSpec(sample_heun, False, lambda o: 2, "stable", "Heun on the probability-flow ODE in t", 99, max_step=2.5),
     "rk45": SamplerSpec(sample_rk45, False, None, "uniform", "adaptive RK45 on the probability-flow ODE (options rtol, atol)", None),
     "dpmpp_2m": SamplerSpec(sample_dpmpp_2m, False, _one, "focus", "DPM-Solver++(2M), second order", 20),

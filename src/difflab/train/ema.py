@@ -20,7 +20,6 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, beta: float) -> None:
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1 - beta)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - beta)
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)

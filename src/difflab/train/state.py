@@ -67,8 +67,8 @@ def new_state(cfg: RunConfig, device: torch.device | None = None, optimizer: boo
     torch.manual_seed(cfg.train.seed)  # every rank builds the same initial network
     device = device or resolve_device(cfg.train.device)
     net = build_network(cfg).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay) \
-        if optimizer else None
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                            foreach=True) if optimizer else None  # one kernel per op for all tensors (CPU too)
     return TrainState(net, EMA(net), opt, grad_scaler(cfg.train.precision, device))
 
 
