@@ -139,7 +139,8 @@ def test_the_demo_command_fits_its_budget_with_every_figure_and_the_report(tmp_p
     with WorkClock() as clock:
         p = in_process("demo", "--out", "d", "--minutes", "10", "--threads", "1", *TINY_UNET, "--set",
                        "data.limit=512", "--set", "data.image_size=14", "--set", "schedule.T=50", "--set",
-                       "sample.steps=50", "--set", "sample.num_samples=4", cwd=tmp_path, clock=clock)
+                       "sample.steps=50", "--set", "sample.num_samples=4", "--set", "train.batch_size=64",  # any CPU
+                       cwd=tmp_path, clock=clock)
     assert p.returncode == 0, p.stderr
     d = tmp_path / "d"
     for f in ("samples.png", "forward.png", "reverse.png", "loss.png", "report.md", "checkpoint.safetensors"):
@@ -159,3 +160,19 @@ def test_the_demo_command_fits_its_budget_with_every_figure_and_the_report(tmp_p
     assert "L_0" in p.stdout and "L_T" in p.stdout and "bits/dim" in p.stdout
     total = [ln for ln in p.stdout.splitlines() if ln.startswith("total")][0]
     assert 0 < float(total.split()[2]) < 20  # bits/dim of an 8-bit image under a barely trained model
+
+
+def test_the_demo_halves_its_batch_where_the_machine_has_no_native_bf16(monkeypatch):
+    """An AVX2 CPU trains the demo in fp32 (~3x slower a step): batch 32 for twice the updates, said in the log; a
+    machine with native bf16 keeps the recipe's 64; an explicit train.batch_size still wins."""
+    import difflab.demo as demo
+    from difflab.config import build_config
+
+    said = []
+    monkeypatch.setattr(demo, "resolve_precision", lambda p, d: "fp32")
+    assert demo.machine_recipe(said.append) == {"batch_size": demo.SLOW_BATCH} == {"batch_size": 32}
+    assert "no native bf16" in said[0] and "batch 32" in said[0]
+    monkeypatch.setattr(demo, "resolve_precision", lambda p, d: "bf16")
+    assert demo.machine_recipe(said.append) == {} and len(said) == 1
+    base = {**DEMO, "train": {**DEMO["train"], "batch_size": 32}}
+    assert build_config(None, ["train.batch_size=64"], base=base).train.batch_size == 64

@@ -11,6 +11,8 @@ from difflab.eval.likelihood import evaluate_nll
 from difflab.eval.report import write_report
 from difflab.pipeline import Pipeline, load
 from difflab.runs import ReverseFrames, sample_to, train_run, trajectory_figures, write_summary
+from difflab.train.distributed import resolve_device
+from difflab.train.precision import resolve_precision
 
 # Chosen by measurement for ~8 minutes of 2 CPU cores (docs/benchmarks.md): a narrow U-Net (16-32-64 channels)
 # takes twice the steps of a 32-64-64 one in the same time and wins; v-prediction keeps backgrounds clean
@@ -24,10 +26,16 @@ DEMO = {
     "train": {"parameterization": "v", "batch_size": 64, "lr": 2e-3, "warmup_images": 5000, "precision": "auto",
               "ema_half_life_images": 10000, "ema_rampup": 0.2, "max_images": 10_000_000, "minutes": 8.0,
               "checkpoint_every_images": 20000, "log_every": 25},
-    "sample": {"sampler": "ancestral", "num_samples": 64, "steps": 250, "variance": "posterior", "clip": True,
+    "sample": {"sampler": "ancestral", "num_samples": 64, "steps": 250, "variance": "posterior", "grid": "discrete",
+               "clip": True,
                "batch_size": 64},
 }
 
+
+# Without native bf16 (an AVX2 CPU: fp32 steps ~3x slower) the demo's budget buys ~650 steps of 64: half the
+# batch gives twice the updates for the same images and trains further (FID 50.7 against 54.4 after 40k images,
+# docs/benchmarks.md#the-demo-on-a-cpu-without-native-bf16).
+SLOW_BATCH = 32
 
 NLL_IMAGES, NLL_T, NLL_BATCH = 256, 32, 64  # the bound's test images, t draws, batch
 NLL_SHARE, NLL_MIN = 0.15, 16  # the bound takes at most this share of the budget (on at least NLL_MIN images)
@@ -62,6 +70,16 @@ def fit_demo(pipe: Pipeline, sc: SampleConfig, budget_s: float, log: Callable[[s
     return DemoFit(sc, nll_images, tuple(cuts), (plan.seconds, -(-nll_images // NLL_BATCH) * per_batch))
 
 
+def machine_recipe(log: Callable[[str], None] = print) -> dict:
+    """The demo's training settings for the machine it runs on: batch SLOW_BATCH where the default device has no
+    native bf16 (train.precision=auto trains in fp32 there), said in the log; nothing to change elsewhere."""
+    if resolve_precision("auto", resolve_device("auto")) != "fp32":
+        return {}
+    log(f"this machine has no native bf16: fp32 steps, ~3x slower than bf16; the demo trains at batch {SLOW_BATCH} "
+        f"instead of {DEMO['train']['batch_size']} for twice the updates (train.batch_size to override)")
+    return {"batch_size": SLOW_BATCH}
+
+
 def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str] = (),
              log: Callable[[str], None] = print, progress: bool = True, budget: Budget | None = None) -> Path:
     """Train + sample + figures + report in `out` within `minutes` in all (on `budget`'s clock, from its start;
@@ -69,7 +87,7 @@ def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str
     out = Path(out)
     budget = budget or Budget()
     budget.seconds = minutes * 60
-    base = {**DEMO, "train": {**DEMO["train"], "minutes": minutes, "seed": seed},
+    base = {**DEMO, "train": {**DEMO["train"], "minutes": minutes, "seed": seed, **machine_recipe(log)},
             "sample": {**DEMO["sample"], "seed": seed}}
     cfg = build_config(None, overrides, base=base)
 
