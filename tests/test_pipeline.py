@@ -139,6 +139,9 @@ def test_short_run_notes_and_the_ema_share():
     notes = short_run_notes(cfg, steps=10, images=640, is_image=True)
     assert len(notes) == 3 and "warm-up" in notes[0] and "EMA" in notes[1] and "steps" in notes[2]
     assert short_run_notes(cfg, steps=5000, images=320_000, is_image=True) == []
+    few_images = short_run_notes(cfg, steps=1200, images=38_400, is_image=True)  # batch 32: steps, but few images
+    assert "only 1200 training steps (38,400 images)" in few_images[-1]
+    assert short_run_notes(cfg, steps=500, images=128_000, is_image=True)[-1].startswith("only 500")  # batch 256
     ramp = replace(cfg, train=replace(cfg.train, ema_rampup=0.1))
     assert ema_initial_share(ramp, 12800) < 1e-6  # the ramp-up forgets the initial weights fast
 

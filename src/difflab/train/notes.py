@@ -9,7 +9,9 @@ import numpy as np
 from difflab.config import RunConfig
 
 EMA_INITIAL_MAX = 0.01  # warn when the EMA still holds more than this share of the untrained network
-IMAGE_STEPS_MIN = 1000  # image models rarely give samples that look like data before this many steps
+# image models rarely give samples that look like data before this many steps and images (1,000 steps of 64): a
+# small batch does not make up for few images, nor a large one for few steps
+IMAGE_STEPS_MIN, IMAGE_IMAGES_MIN = 1000, 64_000
 
 
 def ema_initial_share(cfg: RunConfig, images: int) -> float:
@@ -33,7 +35,8 @@ def short_run_notes(cfg: RunConfig, steps: int, images: int, is_image: bool) -> 
         notes.append(f"the EMA weights are still {100 * share:.0f}% the untrained initial network (half-life "
                      f"{tc.ema_half_life_images:,} images, {images:,} seen): samples will look like noise; train "
                      "longer, lower train.ema_half_life_images, or sample with --live")
-    if is_image and steps < IMAGE_STEPS_MIN:
-        notes.append(f"only {steps} training steps: image models need thousands before samples look like data "
-                     "(MNIST digits appear after ~1,500 steps of 64 images); expect noise-like samples")
+    if is_image and (steps < IMAGE_STEPS_MIN or images < IMAGE_IMAGES_MIN):
+        notes.append(f"only {steps} training steps ({images:,} images): image models need ~{IMAGE_STEPS_MIN:,} "
+                     f"steps and ~{IMAGE_IMAGES_MIN:,} images before samples look like data (MNIST digits appear "
+                     "after ~1,500 steps of 64); expect noise-like samples")
     return notes
