@@ -27,8 +27,7 @@ DEMO = {
               "ema_half_life_images": 10000, "ema_rampup": 0.2, "max_images": 10_000_000, "minutes": 8.0,
               "checkpoint_every_images": 20000, "log_every": 25},
     "sample": {"sampler": "ancestral", "num_samples": 64, "steps": 250, "variance": "posterior", "grid": "discrete",
-               "clip": True,
-               "batch_size": 64},
+               "clip": True, "batch_size": 64},
 }
 
 

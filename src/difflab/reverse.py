@@ -36,7 +36,8 @@ def step_coefficients(schedule: Schedule, t: Tensor, s: Tensor) -> Step:
     """The lecture's tractable-posterior coefficients for the step t -> s (t, s: float64 tensors of any shape)."""
     a_t, a_s, s_t, s_s = schedule.alpha(t), schedule.alpha(s), schedule.sigma(t), schedule.sigma(s)
     frac = -torch.expm1(schedule.log_snr(t) - schedule.log_snr(s))  # sigma_{t|s}^2 / sigma_t^2, in (0, 1]
-    return Step(a_t / a_s * (s_s / s_t) ** 2, a_s * frac, s_t**2 * frac, s_s**2 * frac, torch.exp(-schedule.log_snr(t)))
+    return Step(a_t / a_s * (s_s / s_t) ** 2, a_s * frac, s_t**2 * frac, s_s**2 * frac,
+                torch.exp(-schedule.log_snr(t)))
 
 
 def check_variance(variance: str, allowed: tuple[str, ...] = VARIANCES) -> None:
