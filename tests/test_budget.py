@@ -23,14 +23,15 @@ from difflab.train.build import build_network
 from difflab.train.checkpoint import read_meta
 from difflab.train.loop import MIN_TRAIN_SHARE
 from difflab.train.run import LoadedRun
+from difflab.vae import HierarchicalVAE
 from tests.proc import assert_one_line_error, in_process
 
 PER_IMAGE = 1 / 16  # virtual seconds per example a network evaluates (a power of 2: sums stay exact)
 
 
 class WorkClock:
-    """Virtual seconds that pass only with work: PER_IMAGE for each example a diffusion network evaluates, three
-    times that when it also trains on it (forward and backward); nothing else takes time."""
+    """Virtual seconds that pass only with work: PER_IMAGE for each example a diffusion network (or a VAE, in
+    training) evaluates, three times that when it also trains on it (forward and backward); nothing else takes time."""
 
     def __init__(self, per_image: float = PER_IMAGE):
         self.now, self.per_image = 0.0, per_image
@@ -46,7 +47,7 @@ class WorkClock:
         self._hook.remove()
 
     def _count(self, module, args, output) -> None:
-        if isinstance(module, (UNet, MLP)):
+        if isinstance(module, (UNet, MLP, HierarchicalVAE)):
             self.now += self.per_image * len(args[0]) * (3 if torch.is_grad_enabled() else 1)
 
 
@@ -137,10 +138,9 @@ def test_the_demo_shrinks_its_samples_and_bound_to_their_shares_of_the_budget():
 
 def test_the_demo_command_fits_its_budget_with_every_figure_and_the_report(tmp_path):
     with WorkClock() as clock:
-        p = in_process("demo", "--out", "d", "--minutes", "10", "--threads", "1", *TINY_UNET, "--set",
-                       "data.limit=512", "--set", "data.image_size=14", "--set", "schedule.T=50", "--set",
-                       "sample.steps=50", "--set", "sample.num_samples=4", "--set", "train.batch_size=64",  # any CPU
-                       cwd=tmp_path, clock=clock)
+        p = in_process("demo", "--out", "d", "--minutes", "10", "--threads", "1", "--recipe", "pixel", *TINY_UNET,
+                       "--set", "data.limit=512", "--set", "data.image_size=14", "--set", "schedule.T=50", "--set",
+                       "sample.steps=50", "--set", "sample.num_samples=4", cwd=tmp_path, clock=clock)
     assert p.returncode == 0, p.stderr
     d = tmp_path / "d"
     for f in ("samples.png", "forward.png", "reverse.png", "loss.png", "report.md", "checkpoint.safetensors"):
@@ -162,17 +162,44 @@ def test_the_demo_command_fits_its_budget_with_every_figure_and_the_report(tmp_p
     assert 0 < float(total.split()[2]) < 20  # bits/dim of an 8-bit image under a barely trained model
 
 
-def test_the_demo_halves_its_batch_where_the_machine_has_no_native_bf16(monkeypatch):
-    """An AVX2 CPU trains the demo in fp32 (~3x slower a step): batch 32 for twice the updates, said in the log; a
-    machine with native bf16 keeps the recipe's 64; an explicit train.batch_size still wins."""
+def test_the_latent_demo_trains_its_autoencoder_for_a_quarter_of_the_budget_then_diffusion_on_its_latents(tmp_path):
+    """--recipe latent: stage 1, the VAE until 25 % of the budget (a step of 64 examples: 12 virtual seconds); stage
+    2, a U-Net on its 4 x 7 x 7 latents in what is left; the samples decoded to 28 x 28 digits."""
+    with WorkClock() as clock:
+        p = in_process("demo", "--out", "d", "--minutes", "10", "--threads", "1", "--recipe", "latent", "--set",
+                       "unet.base_channels=8", "--set", "data.limit=512", "--set", "schedule.T=50", "--set",
+                       "sample.nfe=6", "--set", "sample.num_samples=4", cwd=tmp_path, clock=clock)
+    assert p.returncode == 0, p.stderr
+    d = tmp_path / "d"
+    for f in ("samples.png", "forward.png", "reverse.png", "loss.png", "report.md", "checkpoint.safetensors",
+              "autoencoder/checkpoint.safetensors", "autoencoder/report.md", "autoencoder/recon.png"):
+        assert (d / f).is_file(), f
+    assert "stage 1 of 2" in p.stdout and "stage 2 of 2" in p.stdout
+    ae_steps = json.loads((d / "autoencoder" / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert ae_steps == math.ceil(0.25 * 600 / (3 * 64 * PER_IMAGE))  # the first step to reach 150 s: 13
+    s = json.loads((d / "summary.json").read_text())
+    virtual = s["seconds"]
+    assert virtual["autoencoder"] == ae_steps * 3 * 64 * PER_IMAGE + 256 * PER_IMAGE  # + the report's 256 images
+    assert s["stopped_by"] == "time" and virtual["total"] <= virtual["budget"] == 600
+    assert read_meta(d / "checkpoint.safetensors")["config"]["data"]["latent"] == str((d / "autoencoder").resolve())
+    report = (d / "report.md").read_text()
+    assert "latent diffusion on MNIST" in report and "4x7x7 latents of a VAE" in report and "dpmpp_3m" in report
+    assert np.load(d / "samples.npz")["images"].shape == (4, 28, 28)
+
+
+def test_the_demo_picks_latent_diffusion_where_the_machine_has_no_native_bf16(monkeypatch):
+    """An AVX2 CPU trains in fp32 (~3x slower a step than native bf16): the latent recipe, said in the log; a machine
+    with native bf16 keeps Algorithm 2 on the pixels; an explicit recipe wins; an unknown one is refused."""
     import difflab.demo as demo
-    from difflab.config import build_config
+    from difflab.errors import UserError
 
     said = []
     monkeypatch.setattr(demo, "resolve_precision", lambda p, d: "fp32")
-    assert demo.machine_recipe(said.append) == {"batch_size": demo.SLOW_BATCH} == {"batch_size": 32}
-    assert "no native bf16" in said[0] and "batch 32" in said[0]
+    assert demo.pick_recipe("auto", said.append) == "latent"
+    assert "no native bf16" in said[0] and "--recipe pixel" in said[0]
+    assert demo.pick_recipe("pixel", said.append) == "pixel" and len(said) == 1
     monkeypatch.setattr(demo, "resolve_precision", lambda p, d: "bf16")
-    assert demo.machine_recipe(said.append) == {} and len(said) == 1
-    base = {**DEMO, "train": {**DEMO["train"], "batch_size": 32}}
-    assert build_config(None, ["train.batch_size=64"], base=base).train.batch_size == 64
+    assert demo.pick_recipe("auto", said.append) == "pixel" and len(said) == 1
+    assert demo.pick_recipe("latent", said.append) == "latent"
+    with pytest.raises(UserError, match="--recipe must be one of auto, pixel, latent"):
+        demo.pick_recipe("fast")

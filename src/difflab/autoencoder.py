@@ -32,6 +32,7 @@ class VAEReport:
     stderr: float
     dims: int
     images: int
+    rmse: float | None = None  # round trip x -> mean of q(z|x) -> decoder mean, data scale (report_vae's)
 
     def table(self) -> str:
         bpd = lambda v: bits_per_dim(v, self.dims)  # noqa: E731
@@ -59,8 +60,15 @@ def train_vae(cfg: RunConfig, out: str | Path, *, resume: bool = False, eval_ima
               log: Callable[[str], None] = print, progress: bool = True) -> VAEReport:
     """Train by the ELBO (the one loop: checkpoint.safetensors, metrics.jsonl, tb/), then write samples.png,
     recon.png and report.md with the bound on `eval_images` test images (live weights)."""
-    out = Path(out)
     res = train_run(cfg, out, resume=resume, log=log, progress=progress)
+    return report_vae(cfg, out, res, eval_images, log)
+
+
+def report_vae(cfg: RunConfig, out: str | Path, res, eval_images: int = 512,
+               log: Callable[[str], None] = print) -> VAEReport:
+    """After training (`res`: the loop's TrainResult): samples.png, recon.png and report.md with the bound on
+    `eval_images` test examples (live weights)."""
+    out = Path(out)
     run = load_run(out, model="vae")
     model = run.net
     test = build_dataset(replace(cfg.data, split="test", limit=eval_images) if cfg.data.name in SPLIT_SETS
@@ -79,7 +87,7 @@ def train_vae(cfg: RunConfig, out: str | Path, *, resume: bool = False, eval_ima
                                    f"data, then decoded means](recon.png)\n\n```yaml\n{dump_yaml(cfg)}```\n")
     log(rep.table())
     log(f"round trip RMSE {rmse:.4f} (data scale) on {len(test.x)} test examples")
-    return rep
+    return replace(rep, rmse=rmse)
 
 
 def figures(spec, x, recon, prior, out: Path) -> None:

@@ -5,10 +5,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from difflab.autoencoder import VAEReport, report_vae
 from difflab.budget import Budget
-from difflab.config import SampleConfig, build_config
+from difflab.config import SampleConfig, build_config, merge
+from difflab.data.dataset import DataConfig
+from difflab.errors import UserError
 from difflab.eval.likelihood import evaluate_nll
 from difflab.eval.report import write_report
+from difflab.latent.recipe import AUTOENCODER_DEFAULTS, body_flags, latent_flags
 from difflab.pipeline import Pipeline, load
 from difflab.runs import ReverseFrames, sample_to, train_run, trajectory_figures, write_summary
 from difflab.train.distributed import resolve_device
@@ -31,10 +35,13 @@ DEMO = {
 }
 
 
-# Without native bf16 (an AVX2 CPU: fp32 steps ~3x slower) the demo's budget buys ~650 steps of 64: half the
-# batch gives twice the updates for the same images and trains further (FID 50.7 against 54.4 after 40k images,
-# docs/benchmarks.md#the-demo-on-a-cpu-without-native-bf16).
-SLOW_BATCH = 32
+# Without native bf16 (an AVX2 CPU: fp32 steps ~3x slower) pixel diffusion gets ~650 steps of 64 in 8 minutes (FID
+# ~52); latent diffusion trains a VAE for a quarter of the budget, then a 4x wider one-level U-Net on its 4 x 7 x 7
+# latents at ~2.7x the steps a second (FID ~28; docs/benchmarks.md#the-demo-on-a-cpu-without-native-bf16).
+RECIPES = ("auto", "pixel", "latent")
+AE_SHARE = 0.25  # the latent recipe: the autoencoder's share of the demo's minutes
+LATENT = {"unet": {"base_channels": 64},
+          "sample": {"sampler": "dpmpp_3m", "nfe": 20, "steps": None, "variance": "auto", "grid": "auto"}}
 
 NLL_IMAGES, NLL_T, NLL_BATCH = 256, 32, 64  # the bound's test images, t draws, batch
 NLL_SHARE, NLL_MIN = 0.15, 16  # the bound takes at most this share of the budget (on at least NLL_MIN images)
@@ -69,26 +76,49 @@ def fit_demo(pipe: Pipeline, sc: SampleConfig, budget_s: float, log: Callable[[s
     return DemoFit(sc, nll_images, tuple(cuts), (plan.seconds, -(-nll_images // NLL_BATCH) * per_batch))
 
 
-def machine_recipe(log: Callable[[str], None] = print) -> dict:
-    """The demo's training settings for the machine it runs on: batch SLOW_BATCH where the default device has no
-    native bf16 (train.precision=auto trains in fp32 there), said in the log; nothing to change elsewhere."""
+def pick_recipe(recipe: str = "auto", log: Callable[[str], None] = print) -> str:
+    """pixel (Algorithm 2 on the images) or latent (a VAE, then diffusion on its latents); auto: latent where the
+    default device has no native bf16 (train.precision=auto trains in fp32 there, ~3x slower a step), said in the log."""
+    if recipe not in RECIPES:
+        raise UserError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    if recipe != "auto":
+        return recipe
     if resolve_precision("auto", resolve_device("auto")) != "fp32":
-        return {}
-    log(f"this machine has no native bf16: fp32 steps, ~3x slower than bf16; the demo trains at batch {SLOW_BATCH} "
-        f"instead of {DEMO['train']['batch_size']} for twice the updates (train.batch_size to override)")
-    return {"batch_size": SLOW_BATCH}
+        return "pixel"
+    log("this machine has no native bf16 (fp32 steps, ~3x slower): the demo trains latent diffusion, a VAE for "
+        f"{AE_SHARE:.0%} of the budget and then a U-Net on its 4 x 7 x 7 latents (--recipe pixel: on the pixels)")
+    return "latent"
+
+
+def train_autoencoder(out: Path, minutes: float, seed: int, log: Callable[[str], None], progress: bool,
+                      budget: Budget) -> VAEReport:
+    """The latent recipe's first stage: `difflab train-autoencoder` on MNIST for `minutes` (on `budget`'s clock)."""
+    cfg = build_config(None, [*body_flags(DataConfig(name="mnist")), f"train.minutes={minutes}",
+                              f"train.seed={seed}"], base={**AUTOENCODER_DEFAULTS, "data": DEMO["data"]})
+    log(f"stage 1 of 2: the autoencoder for {minutes:g} min into {out}")
+    with budget.phase("autoencoder"):
+        res = train_run(cfg, out, overwrite=True, log=log, progress=progress, budget=Budget(clock=budget.clock))
+        return report_vae(cfg, out, res, eval_images=256, log=log)
 
 
 def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str] = (),
-             log: Callable[[str], None] = print, progress: bool = True, budget: Budget | None = None) -> Path:
+             log: Callable[[str], None] = print, progress: bool = True, budget: Budget | None = None,
+             recipe: str = "auto") -> Path:
     """Train + sample + figures + report in `out` within `minutes` in all (on `budget`'s clock, from its start;
-    default: from now); returns the report's path."""
+    default: from now) by `recipe` (RECIPES); returns the report's path."""
     out = Path(out)
     budget = budget or Budget()
     budget.seconds = minutes * 60
-    base = {**DEMO, "train": {**DEMO["train"], "minutes": minutes, "seed": seed, **machine_recipe(log)},
+    recipe = pick_recipe(recipe, log)
+    base = {**DEMO, "train": {**DEMO["train"], "minutes": minutes, "seed": seed},
             "sample": {**DEMO["sample"], "seed": seed}}
-    cfg = build_config(None, overrides, base=base)
+    flags, ae = [], None
+    if recipe == "latent":
+        ae = train_autoencoder(out / "autoencoder", AE_SHARE * minutes, seed, log, progress, budget)
+        base = merge(base, LATENT)
+        flags = latent_flags(str(out / "autoencoder"), data_given=False)
+        log("stage 2 of 2: diffusion on the autoencoder's latents")
+    cfg = build_config(None, [*flags, *overrides], base=base)
 
     fit = None
 
@@ -113,19 +143,24 @@ def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str
     for r in bounds.values():
         log(r.table())
     spent = budget.summary()
+    params = f"{sum(p.numel() for p in pipe.net.parameters()):,} parameters"
+    cost = f"{sc.nfe} network evaluations" if sc.steps is None else f"{sc.steps} steps"
     facts = {
-        "data": f"{cfg.data.name} ({cfg.data.split} split), shape {pipe.shape}",
-        "network": f"U-Net, {sum(p.numel() for p in pipe.net.parameters()):,} parameters",
+        "data": f"{cfg.data.name} ({cfg.data.split} split), shape {pipe.data_spec.shape}",
+        "network": f"U-Net, {params}" if ae is None else
+                   f"U-Net on the {'x'.join(map(str, pipe.shape))} latents of a VAE, {params} (autoencoder: "
+                   f"{ae.rmse:.3f} round-trip RMSE, autoencoder/report.md)",
         "training": f"{res.steps} steps, {res.images:,} images, {res.seconds:.0f} s (stopped by {res.stopped_by})",
         "final loss": f"{res.final_loss:.4f}",
-        "sampling": f"{sc.num_samples} samples, {sc.sampler}, {sc.steps} steps (EMA weights)"
+        "sampling": f"{sc.num_samples} samples, {sc.sampler}, {cost} (EMA weights)"
                     + (f"; cut to fit the budget: {'; '.join(cuts)}" if cuts else ""),
-        "test-set bound": f"{nll.bpd(nll.total):.3f} +- {nll.bpd(nll.stderr):.3f} bits/dim (negative ELBO, "
-                          f"{nll.images} MNIST test images, {nll.method} sampling of t, reverse variance "
-                          f"{nll.variance}; with {_other(bounds, nll)})",
+        "test-set bound": f"{nll.bpd(nll.total):.3f} +- {nll.bpd(nll.stderr):.3f} bits/dim (negative ELBO"
+                          f"{' of the whole model' if ae else ''}, {nll.images} MNIST test images, {nll.method} "
+                          f"sampling of t, reverse variance {nll.variance}; with {_other(bounds, nll)})",
         "time": budget.line().removeprefix("time: "),
     }
-    figures = {"samples.png": "Samples (Algorithm 2, EMA weights)", "forward.png": "Forward process x_0 to x_T",
+    how = "Algorithm 2" if ae is None else f"{sc.sampler}, decoded"
+    figures = {"samples.png": f"Samples ({how}, EMA weights)", "forward.png": "Forward process x_0 to x_T",
                "reverse.png": "One reverse trajectory x_T to x_0", "loss.png": "Training loss"}
     write_summary(out, res, budget, test_bpd=round(nll.bpd(nll.total), 4),
                   test_bpd_stderr=round(nll.bpd(nll.stderr), 4))
@@ -134,7 +169,8 @@ def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str
     notes = (f"## Too short to mean much\n\n{warn}\n" if warn else "") + \
         f"## The bound, term by term\n\n```\n{tables}\n```\n\n## Where the time went\n\n" + \
         "| phase | seconds |\n|---|---|\n" + "".join(f"| {k} | {v:.0f} |\n" for k, v in spent.items())
-    path = write_report(out, "difflab demo: DDPM on MNIST", cfg, facts, figures, notes)
+    title = "DDPM on MNIST" if ae is None else "latent diffusion on MNIST"
+    path = write_report(out, f"difflab demo: {title}", cfg, facts, figures, notes)
     log(f"report: {path}")
     log(budget.line())
     return path

@@ -152,10 +152,10 @@ def trajectory_figures(pipe: Pipeline, out: Path, frames: ReverseFrames, x0: tor
     cfg = pipe.cfg
     T = cfg.schedule.T
     times = [round(float(v), 3) for v in np.linspace(0, 1, cols)]
-    data = model_data(replace(cfg.data, limit=frames.n)).x[: frames.n]
-    plot_strip(forward_frames(data, build_schedule(cfg), times, seed), [round(t * T) for t in times],
-               out / "forward.png", "forward process q(x_t | x_0): data to noise")
-    images = [x for _, x in frames.frames] + [x0[: frames.n]]
+    data = model_data(replace(cfg.data, limit=frames.n)).x[: frames.n]  # a latent run's latents, decoded to draw
+    plot_strip([pipe.decode(x) for x in forward_frames(data, build_schedule(cfg), times, seed)],
+               [round(t * T) for t in times], out / "forward.png", "forward process q(x_t | x_0): data to noise")
+    images = [pipe.decode(x) for _, x in frames.frames] + [x0[: frames.n]]
     labels = [round(t * T) for t, _ in frames.frames] + [0]
     plot_strip(images, labels, out / "reverse.png",
                f"reverse process by {resolve_sampler(cfg.sample).sampler}: noise to data")
