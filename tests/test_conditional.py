@@ -35,7 +35,7 @@ def test_a_class_conditional_run_samples_the_asked_class(tmp_path):
     assert p.returncode == 0, p.stderr
     assert (digits("sevens") == 7).mean() > 0.3
     assert_one_line_error(difflab("sample", "--run", "cc", "--class", "12", cwd=tmp_path), "class 12 is out of range")
-    assert_one_line_error(difflab("sample", "--run", "cc", "--class", "x", cwd=tmp_path), "--class takes")
+    assert_one_line_error(difflab("sample", "--run", "cc", "--class", "x", cwd=tmp_path), "unknown class 'x'", "0..9")
     # classifier-free guidance: w = 1 is the conditional model; w = 3 reads the class better
     p = difflab("sample", "--run", "cc", "--num", "100", "--class", "0,1,2,3,4,5,6,7,8,9", "--guidance", "1,3",
                 "--sampler", "dpmpp_2m", "--nfe", "20", "--name", "cfg", "--quiet", cwd=tmp_path)

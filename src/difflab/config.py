@@ -130,7 +130,8 @@ class SampleConfig:
         if self.nfe is not None and self.steps is not None:
             raise UserError(f"set one of sample.nfe ({self.nfe}) and sample.steps ({self.steps}): both size the grid")
         _positive(self, "num_samples", "batch_size")
-        _nonnegative(self, "eta")
+        if not 0 <= self.eta <= 1:
+            raise UserError(f"sample.eta must lie in [0, 1] (0: deterministic DDIM, 1: ancestral), got {self.eta:g}")
 
 
 MODELS = ("diffusion", "vae", "classifier")
@@ -229,6 +230,16 @@ def from_dict(cls: type, d: dict, prefix: str = "") -> Any:
     for k, v in d.items():
         kwargs[k] = _coerce(hints[k], v, prefix + k)
     return cls(**kwargs)
+
+
+def coerce_fields(cls: type, values: dict, section: str) -> dict:
+    """Python-side values for fields of the dataclass `cls` checked and converted as a config file's are (a bad one:
+    a UserError naming section.field)."""
+    hints = typing.get_type_hints(cls)
+    unknown = [k for k in values if k not in hints]
+    if unknown:
+        raise UserError(f"unknown {section} setting(s) {', '.join(unknown)}: choose from {', '.join(hints)}")
+    return {k: _coerce(hints[k], v, f"{section}.{k}") for k, v in values.items()}
 
 
 def _coerce(tp: Any, v: Any, key: str) -> Any:

@@ -10,15 +10,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from difflab.budget import Clock, eval_seconds
 from difflab.condition import KINDS, Condition, joined
 from difflab.conditions.kinds import kinds_for
+from difflab.conditions.label import class_indices
 from difflab.latent.codec import run_codec
-from difflab.config import RunConfig, SampleConfig
+from difflab.config import RunConfig, SampleConfig, coerce_fields
 from difflab.data.dataset import DataSpec
 from difflab.errors import UserError
 from difflab.noise import NoiseSource
@@ -70,6 +70,11 @@ class SamplingPlan:
                 f"(~{self.seconds:.0f} s by one timed evaluation)")
 
 
+# what sampling takes from the library's defaults, not from the run's config, unless asked (sample, restore, eval)
+SAMPLER_FIELDS = ("sampler", "nfe", "steps", "grid", "variance", "eta")
+LIBRARY_SAMPLING = SampleConfig()
+
+
 class Pipeline:
     """A trained diffusion run: its network (EMA weights by default), schedule, preconditioning and data description.
 
@@ -116,18 +121,20 @@ class Pipeline:
 
     # -- sampling -----------------------------------------------------------------------------------------------
     def sample_config(self, n: int | None = None, **changes) -> SampleConfig:
-        """The run's sample settings with `changes` (None: keep); asking nfe clears steps and vice versa, and an nfe
-        without a sampler lets the budget pick the sampler (sample.sampler = auto)."""
+        """The run's sample settings with `changes` (None: keep), but the sampler and its cost from the library's
+        defaults (the automatic choice at 20 NFE: a run's own sampler, e.g. the demo's, is for its own report);
+        asking nfe clears steps and vice versa, and an nfe without a sampler lets the budget pick the sampler."""
         changes = {k: v for k, v in changes.items() if v is not None}
         if "nfe" in changes and "sampler" not in changes:
             changes["sampler"] = "auto"
         if n is not None:
             changes["num_samples"] = n
         if "classes" in changes:
-            changes["classes"] = tuple(int(c) for c in np.atleast_1d(changes["classes"]))
+            changes["classes"] = class_indices(changes["classes"], self.cfg.data.class_names)
         if isinstance(changes.get("prompts"), str):
             changes["prompts"] = (changes["prompts"],)
-        sc = self.cfg.sample
+        changes = coerce_fields(SampleConfig, changes, "sample")
+        sc = replace(self.cfg.sample, **{f: getattr(LIBRARY_SAMPLING, f) for f in SAMPLER_FIELDS})
         if "nfe" in changes and "steps" not in changes:
             sc = replace(sc, steps=None)
         if "steps" in changes and "nfe" not in changes:
@@ -172,7 +179,7 @@ class Pipeline:
 
     def sample(self, n: int | None = None, *, sampler: str | None = None, nfe: int | None = None,
                steps: int | None = None, grid: str | None = None, seed: int | None = None,
-               classes: int | Sequence[int] | None = None, prompts: str | Sequence[str] | None = None,
+               classes: int | str | Sequence[int | str] | None = None, prompts: str | Sequence[str] | None = None,
                cond: Condition | None = None,
                guidance: float | Transform | None = None, classifier: str | Path | None = None,
                guidance_interval: tuple[float, float] | None = None, clip: bool | None = None,
@@ -267,11 +274,14 @@ class Pipeline:
 
         return sample_figure(x, path, self.data_spec, self.cfg.data, nrow)
 
-    def save(self, x: Tensor, out: str | Path, name: str = "samples") -> Path:
-        """NAME.png (grid) and NAME.npz (uint8 images (N, H, W[, C]) or float points (N, D)) in `out`."""
+    def save(self, x: Tensor, out: str | Path, name: str = "samples", classes: Sequence[int] = ()) -> Path:
+        """NAME.png (grid: one row per class, labelled, when `classes` were asked) and NAME.npz (uint8 images
+        (N, H, W[, C]) or float points (N, D)) in `out`."""
         from difflab.eval.samples import save_samples
 
-        return save_samples(x, out, name, self.data_spec, self.cfg.data)
+        names = self.cfg.data.class_names
+        labels = [names[c] if c < len(names) else str(c) for c in (list(classes) * len(x))[:len(x)]] if classes else ()
+        return save_samples(x, out, name, self.data_spec, self.cfg.data, labels)
 
     # -- likelihood ---------------------------------------------------------------------------------------------
     def log_likelihood(self, x: Tensor, *, method: str = "ode", cond: Condition | None = None, rtol: float = 1e-5,

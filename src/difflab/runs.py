@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from difflab.budget import Budget, reserve_seconds
+from difflab.conditions.label import describe_classes, record_class_names
 from difflab.config import RunConfig, SampleConfig
 from difflab.data.build import build_dataset
 from difflab.eval.plots import forward_frames, plot_loss, plot_strip, read_metrics
@@ -37,10 +38,13 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
     if cfg.data.latent:  # the autoencoder pinned and the latent scale fixed, once, before anything trains
         cfg = replace(cfg, data=resolve_latent(cfg.data, build_dataset(cfg.data.pixels).x))
     data = model_data(cfg.data)
+    cfg = replace(cfg, data=record_class_names(cfg.data, data.class_names))
     main = is_main_process()
     if main:
         latent = f" as latents of {cfg.data.latent} (scale {cfg.data.latent_scale:.6g})" if cfg.data.latent else ""
         log(f"data: {cfg.data.name} {len(data)} examples of shape {data.shape}{latent}")
+        if data.class_names:
+            log(f"classes: {describe_classes(data.class_names)}")
     reserve, probe = 0.0, None
     if after is not None and cfg.model == "diffusion" and main:  # rank 0 alone does the follow-up work
         net = build_network(cfg).eval()
@@ -109,11 +113,12 @@ def sample_to(pipe: Pipeline, out: str | Path, sc: SampleConfig, *, log: Log = p
               cond=None) -> Tensor:
     """Plan (its cost is printed first), draw and save NAME.png and NAME.npz in `out`; returns the samples."""
     budget = budget or Budget()
+    cond = pipe.condition(sc) if cond is None else cond  # a class or prompt the run cannot take: refused first
     with budget.phase("sampling"):
         plan = pipe.plan(sc, log)
         log(plan.describe())
         x = pipe.draw(plan, log=log, progress=progress, callback=callback, guidance=guidance, cond=cond)
-        path = pipe.save(x, out, name)
+        path = pipe.save(x, out, name, sc.classes)
     log(f"wrote {sc.num_samples} samples to {path} in {budget.spent['sampling']:.0f}s")
     return x
 

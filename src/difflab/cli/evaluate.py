@@ -110,16 +110,14 @@ def cmd_quality(args: argparse.Namespace) -> int:
         from difflab.pipeline import load
 
         pipe = load(args.run)
+        score = _scorer(pipe, args, metrics, log)  # the feature network and reference checked before sampling
         sets = [pipe.sample(args.num, sampler=args.sampler, nfe=args.nfe, seed=1000 * (k + 1), log=log,
                             progress=not args.quiet) for k in range(args.seeds)]
-        if not pipe.data_spec.is_image:
-            print(_scorer(pipe, args, ("fid",), log)(sets).table())
-            return 0
-        sets = [_images(x) for x in sets]
+        rep = score(sets)
     else:
         sets = [load_images(args.images)]
-    ref, ref_name, extractor = _reference(pipe, args)
-    rep = evaluate_images(sets, ref, extractor, metrics, ref_name, log=log)
+        ref, ref_name, extractor = _reference(pipe, args)
+        rep = evaluate_images(sets, ref, extractor, metrics, ref_name, log=log)
     print(rep.table())
     if args.json:
         Path(args.json).write_text(json.dumps(rep.as_dict(), indent=1))
@@ -179,7 +177,10 @@ def _scorer(pipe, args: argparse.Namespace, metrics, log):
     if not pipe.data_spec.is_image:
         ref = build_dataset(pipe.cfg.data.pixels).x
         return lambda sets: evaluate_points(sets, ref, f"{pipe.cfg.data.name} (training data)")
+    from difflab.eval.features import check_extractor
+
     ref, ref_name, extractor = _reference(pipe, args)
+    check_extractor(extractor, pipe.data_spec.shape)
     return lambda sets: evaluate_images([_images(x) for x in sets], ref, extractor, metrics, ref_name, log=log)
 
 

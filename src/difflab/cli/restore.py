@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from difflab.cli.common import common, log_for as _log
@@ -13,20 +13,34 @@ from difflab.inverse.names import METHODS, TASKS
 
 def register(sub) -> None:
     r = sub.add_parser("restore", help="solve an inverse problem (inpaint, superres, deblur, mri, ct) with a run as prior",
-                       description="Measure each input image with the task's operator (y = A x + noise), restore it "
-                                   "with the run as the prior (--method) and with the classical baselines, and write "
-                                   "restore.png (rows: truth, measurement, baselines, diffusion), restored.npz, "
-                                   "measurement.npz and report.md with PSNR, SSIM and ||A x - y|| / ||y|| to --out.")
+                       description="Restore with the run as the prior (--method) and with the classical baselines: "
+                                   "clean images (--input, --data) are first measured by the task's operator (y = A x "
+                                   "+ noise), for a benchmark with PSNR and SSIM against them; an input that is "
+                                   "already degraded (--measurement) is restored as it is, without a truth. Writes "
+                                   "restore.png (rows: truth if any, measurement, baselines, diffusion), "
+                                   "restored.npz, measurement.npz and report.md (PSNR, SSIM, ||A x - y|| / ||y||) to "
+                                   "--out.")
     r.add_argument("--task", required=True, choices=TASKS)
     r.add_argument("--run", required=True, help="a trained diffusion run of the images' size and channels")
     src = r.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", nargs="+", metavar="FILE", help="image files (PNG, JPEG, .npy, DICOM) to measure")
     src.add_argument("--data", help="held-out images of a dataset (its test split), e.g. brain, phantoms, mnist")
-    src.add_argument("--measurement", metavar="NPZ", help="a measurement.npz written by an earlier restore (key y)")
+    src.add_argument("--measurement", metavar="FILE",
+                     help="an input that is already degraded (no ground truth): measurement.npz of an earlier restore, "
+                          "or a file made elsewhere: superres a low-resolution image (factor from the size ratio), "
+                          "inpaint an image with --mask FILE, deblur a blurred image with --kernel K.npy or --blur, "
+                          "mri complex k-space .npy (numpy.fft.fft2 order, norm='ortho') with --mask (columns; default: "
+                          "the non-zero ones), ct a sinogram .npy (views, N) with --angles A.npy (degrees; default: "
+                          "equally spaced over 180)")
     r.add_argument("--num", type=int, default=8, help="with --data: how many images (default 8)")
     r.add_argument("--method", default="dps", help=f"{', '.join(METHODS)} (default dps: defined for every task)")
-    r.add_argument("--noise", type=float, default=0.01, help="measurement noise std in the [-1, 1] scale")
-    r.add_argument("--mask", default="box", help="inpaint: box, random or a PNG (white = observed)")
+    r.add_argument("--noise", type=float, help="measurement noise std in the [-1, 1] scale (default: 0.01; an "
+                                                 "external --measurement: estimated from it)")
+    r.add_argument("--mask", default="box", help="inpaint: box, random or a PNG (white = observed); with an external "
+                                                 "--measurement: its mask file (mri: a 0/1 .npy of the sampled columns)")
+    r.add_argument("--kernel", metavar="NPY", help="deblur with an external --measurement: the blur kernel (odd square "
+                                                   "array, centred)")
+    r.add_argument("--angles", metavar="NPY", help="ct with an external --measurement: the view angles in degrees")
     r.add_argument("--factor", type=int, default=4, help="superres: downsampling factor")
     r.add_argument("--blur", type=float, default=1.5, help="deblur: Gaussian sigma in pixels")
     r.add_argument("--acceleration", type=int, default=4, help="mri: columns / sampled columns")
@@ -68,6 +82,7 @@ def register(sub) -> None:
 def cmd_restore(args: argparse.Namespace) -> int:
     import torch
 
+    from difflab.inverse.external import read_external
     from difflab.inverse.inputs import load_images, read_measurement
     from difflab.inverse.report import write_restoration
     from difflab.inverse.restore import TaskConfig, build_operator, posterior_mean
@@ -80,16 +95,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
             raise UserError(f"--{flag} must be at least 1, got {value}")
     if args.method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
-    tc = TaskConfig(args.task, args.noise, args.mask, args.factor, args.blur, args.acceleration, args.center_fraction,
-                    args.views, args.seed)
+    tc = TaskConfig(args.task, 0.01 if args.noise is None else args.noise, args.mask, args.factor, args.blur,
+                    args.acceleration, args.center_fraction, args.views, args.seed)
+    external = bool(args.measurement) and not args.measurement.lower().endswith(".npz")
+    for flag in ("kernel", "angles"):
+        if getattr(args, flag) and not external:
+            raise UserError(f"--{flag} describes an external --measurement file (not .npz): drop it or pass one")
     pipe = load(args.run)
     if not pipe.spec.is_image:
         raise UserError(f"{args.run} was trained on points, not images: restore needs an image run")
-    truth = None
-    if args.measurement:
+    truth, settings = None, asdict(tc)
+    if external:
+        y, op = read_external(args.measurement, args.task, tuple(pipe.shape), args.noise, log, mask=args.mask,
+                              kernel=args.kernel, blur=args.blur, angles=args.angles)
+        tc, settings = replace(tc, noise_std=op.noise_std), None  # a kernel, mask or angles no flag can record
+    elif args.measurement:
         y, tc = read_measurement(args.measurement, tc)
         op = build_operator(tc, tuple(pipe.shape))
         y = op.check_measurement(y if y.ndim == 4 else y[None])
+        settings = asdict(tc)
     else:
         op = build_operator(tc, tuple(pipe.shape))
         if args.data:
@@ -114,7 +138,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                f"diffusion ({args.method}, mean of {k})": restored}
     title = f"# {args.task}: {op.name}, noise {tc.noise_std:g}, {len(y)} image(s), run {args.run}"
     lines = write_restoration(Path(args.out or Path(args.run) / f"restore_{args.task}"), op, y, truth, results,
-                              std if k > 1 else None, title, settings=asdict(tc))
+                              std if k > 1 else None, title, settings=settings)
     print("\n".join(lines))
     return 0
 

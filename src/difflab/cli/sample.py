@@ -42,8 +42,9 @@ def register(sub) -> None:
                    help="sample on another schedule's grid (the network sees only the noise level, so one trained "
                         "under the linear table samples under the cosine table or an SDE; default: the run's)")
     s.add_argument("--class", dest="classes", metavar="K[,K...]",
-                   help="the class(es) to sample, cycled over the samples (sets sample.classes): a class-conditional "
-                        "run, or an unconditional one with --classifier")
+                   help="the class(es) to sample by name (a folder's sub-folder, e.g. circle,square) or index, "
+                        "cycled over the samples (sets sample.classes): a class-conditional run, or an unconditional "
+                        "one with --classifier")
     s.add_argument("--prompt", dest="prompts", action="append", metavar="TEXT",
                    help="a caption to draw, for a text-to-image run (text.encoder set); repeat for several, cycled "
                         "over the samples (sets sample.prompts), e.g. --prompt 'a 3 next to a 7'")
@@ -129,14 +130,14 @@ def _floats(text: str, flag: str, count: int | None = None) -> tuple[float, ...]
     return vals
 
 
-def _classes(text: str | None) -> tuple[int, ...] | None:
-    """'7' or '0,1,2' -> (7,) or (0, 1, 2)."""
+def _classes(text: str | None) -> tuple[str, ...] | None:
+    """'7' or 'circle,square' -> ('7',) or ('circle', 'square'): names or indices, resolved against the run."""
     if text is None:
         return None
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise UserError(f"--class takes class indices like 7 or 0,1,2, got {text!r}") from None
+    names = tuple(v.strip() for v in text.split(","))
+    if not all(names):
+        raise UserError(f"--class takes class names or indices like 7, 0,1,2 or circle,square, got {text!r}")
+    return names
 
 
 def cmd_export_text(args: argparse.Namespace) -> int:

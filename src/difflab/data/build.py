@@ -24,7 +24,8 @@ def _mnist(cfg: DataConfig) -> ImageData:
     images, labels = load_mnist(cfg.split)
     stop = cfg.limit or None  # slice before converting: saves memory for small limits
     x = to_unit_range(images[:stop])[:, None]  # (N, 28, 28) -> (N, 1, 28, 28)
-    return ImageData(x=x, labels=torch.from_numpy(labels[:stop].astype(np.int64)), num_classes=10, **PIXELS)
+    return ImageData(x=x, labels=torch.from_numpy(labels[:stop].astype(np.int64)), num_classes=10,
+                     class_names=tuple("0123456789"), **PIXELS)
 
 
 def _mnist_pairs(cfg: DataConfig) -> ImageData:

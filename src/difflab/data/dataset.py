@@ -64,6 +64,7 @@ class ImageData:
     value_range: tuple[float, float] | None = None  # bounded data (images: (-1, 1)); None for points
     captions: tuple[str, ...] | None = None  # one caption per example (text-to-image), or None
     space: str = "pixel"  # pixel (the data itself) or latent (an autoencoder's codes of it)
+    class_names: tuple[str, ...] | None = None  # the name of each label index (a folder's sub-folders), or None
 
     @property
     def spec(self) -> DataSpec:
@@ -78,6 +79,8 @@ class ImageData:
                 raise ValueError(f"ImageData.labels must be int64 ({len(self.x)},), got {self.labels.dtype} {tuple(self.labels.shape)}")
             if self.num_classes is None:
                 raise ValueError("ImageData.num_classes must be set when labels are given")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"ImageData.class_names must name all {self.num_classes} classes, got {self.class_names}")
         if self.captions is not None and len(self.captions) != len(self.x):
             raise ValueError(f"ImageData.captions must hold one caption per example, got {len(self.captions)} for "
                              f"{len(self.x)}")
@@ -123,6 +126,7 @@ class DataConfig:
     latent: str = ""  # an autoencoder run (difflab train-autoencoder): train on its latents of this data instead
     latent_scale: float = 0.0  # latents are multiplied by it; 0: 1 / std of the training latents, fixed at the start
     latent_sha256: str = ""  # the autoencoder checkpoint's sha256, recorded at the start (a changed file is refused)
+    class_names: tuple[str, ...] = ()  # the name of each label index, recorded at the start from labelled data (a folder's sub-folders or its classes.txt, MNIST's digits)
 
     @property
     def pixels(self) -> "DataConfig":
@@ -140,6 +144,9 @@ class DataConfig:
         if isinstance(self.latent_scale, bool) or not isinstance(self.latent_scale, (int, float)) or \
                 not (self.latent_scale >= 0 and self.latent_scale < float("inf")):
             raise UserError(f"data.latent_scale must be a finite number >= 0 (0: from the data), got {self.latent_scale!r}")
+        if not isinstance(self.class_names, (tuple, list)) or not all(isinstance(n, str) for n in self.class_names):
+            raise UserError(f"data.class_names must be a list of names (recorded from the data), got {self.class_names!r}")
+        object.__setattr__(self, "class_names", tuple(self.class_names))
         if self.latent_scale and not self.latent:
             raise UserError("data.latent_scale is only read with data.latent (an autoencoder run): drop it")
         for field in ("limit", "image_size", "channels", "num_points", "seed"):

@@ -1,4 +1,5 @@
-"""Load a folder of image files (recursively) into ImageData, with class labels from sub-folder names."""
+"""Load a folder of image files (recursively) into ImageData, with class labels from sub-folder names (their order
+from a classes.txt at the root if there is one)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,14 +25,26 @@ def find_images(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _class_labels(root: Path, paths: list[Path]) -> tuple[torch.Tensor | None, int | None]:
-    """Labels from each file's top-level sub-folder when every file has one, else (None, None)."""
+CLASSES_FILE = "classes.txt"  # optional, at the folder's root: one sub-folder name per line, in label order
+
+
+def _class_labels(root: Path, paths: list[Path]) -> tuple[torch.Tensor | None, tuple[str, ...] | None]:
+    """Labels from each file's top-level sub-folder when every file has one, else (None, None); the names in the
+    order of root/classes.txt if there is one, else sorted."""
     rel = [p.relative_to(root).parts for p in paths]
     if not rel or any(len(parts) < 2 for parts in rel):
         return None, None
-    names = sorted({parts[0] for parts in rel})
+    found = sorted({parts[0] for parts in rel})
+    names = found
+    listed = root / CLASSES_FILE
+    if listed.is_file():
+        names = [ln.strip() for ln in listed.read_text(errors="replace").splitlines() if ln.strip()]
+        missing = [n for n in found if n not in names]
+        if missing or len(set(names)) != len(names):
+            why = f"does not list {', '.join(missing)}" if missing else "names a class twice"
+            raise UserError(f"{listed} {why}: list each sub-folder once, one per line, in label order")
     index = {name: i for i, name in enumerate(names)}
-    return torch.tensor([index[parts[0]] for parts in rel], dtype=torch.int64), len(names)
+    return torch.tensor([index[parts[0]] for parts in rel], dtype=torch.int64), tuple(names)
 
 
 def read_image(path: Path, mode: str | None, image_size: int) -> np.ndarray:
@@ -62,7 +75,7 @@ def load_folder(path: str, image_size: int = 0, channels: int = 0, limit: int = 
     paths = find_images(root)
     if not paths:
         raise UserError(f"no images ({'/'.join(e[1:] for e in EXTENSIONS)}) found under {root}: check data.path")
-    labels, num_classes = _class_labels(root, paths)  # from all files, so indices do not depend on limit
+    labels, names = _class_labels(root, paths)  # from all files, so indices do not depend on limit
     if limit:
         paths, labels = paths[:limit], None if labels is None else labels[:limit]
     mode = {0: None, 1: "L", 3: "RGB"}[channels]
@@ -77,4 +90,4 @@ def load_folder(path: str, image_size: int = 0, channels: int = 0, limit: int = 
     if channels == 0 and any(a.shape[2] == 3 for a in arrays):  # mixed gray and colour: promote gray to RGB
         arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
     x = to_unit_range(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
-    return ImageData(x=x, labels=labels, num_classes=num_classes, **PIXELS)
+    return ImageData(x=x, labels=labels, num_classes=len(names) if names else None, class_names=names, **PIXELS)

@@ -41,6 +41,8 @@ class Extractor:
                 xb = x[i: i + self.batch].float() / 255
                 try:
                     f = self.fn(xb)
+                except UserError:
+                    raise
                 except (RuntimeError, ValueError) as e:
                     raise UserError(f"the {self.name} feature network fails on images of shape {tuple(xb.shape[1:])} "
                                     f"({str(e).strip().splitlines()[-1][:120]}): pass images it takes") from None
@@ -91,11 +93,18 @@ def mnist_extractor() -> Extractor:
 
     def fn(x: Tensor) -> Tensor:
         if x.shape[1:] != (1, 28, 28):
-            raise UserError(f"the mnist feature space takes 28 x 28 grey images, got {tuple(x.shape[1:])}: use "
+            raise UserError(f"the mnist feature space takes 28 x 28 grey images, got {tuple(x.shape[1:])}: pass "
                             "--features inception")
         return judge.head[:-1](judge.features(x))
 
     return Extractor("mnist", f"mnist:{ARCH}", fn, batch=500)
+
+
+def check_extractor(extractor: Extractor, shape: tuple[int, ...]) -> None:
+    """Refuse, before any image is made, a feature network that cannot take images of `shape` (C, H, W): two blank
+    ones go through it."""
+    C, H, W = shape
+    extractor(np.zeros((2, H, W) if C == 1 else (2, H, W, C), np.uint8))
 
 
 def get_extractor(name: str) -> Extractor:

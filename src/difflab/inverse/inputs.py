@@ -17,21 +17,21 @@ def load_images(paths: list[str], shape: tuple[int, ...], resize: bool) -> Tenso
     """(N, C, H, W) in [-1, 1] from image files, .npy arrays or DICOM files, refused unless they fit `shape`."""
     out = []
     for p in paths:
-        out.append(_load_one(Path(p), shape[0]))
+        out.append(load_image(Path(p), shape[0]))
     C, H, W = shape
     fixed = []
     for p, x in zip(paths, out):
         if tuple(x.shape[-2:]) != (H, W):
             if not resize:
                 raise UserError(f"{p} is {x.shape[-2]}x{x.shape[-1]} but the run makes {H}x{W} images: pass --resize "
-                                "or use a run trained on this size")
+                                "or use a run trained on this size (an image already degraded: --measurement FILE)")
             x = torch.nn.functional.interpolate(x[None], size=(H, W), mode="bilinear", antialias=True)[0]
         fixed.append(x.clamp(-1, 1))
     return torch.stack(fixed)
 
 
-def _load_one(path: Path, channels: int) -> Tensor:
-    """(C, H, W) in [-1, 1]."""
+def load_image(path: Path, channels: int) -> Tensor:
+    """(C, H, W) in [-1, 1] of any size from an image file, a .npy array or a DICOM file, with `channels` channels."""
     import numpy as np
     from difflab.data.medical import to_unit
 

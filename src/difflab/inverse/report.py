@@ -16,7 +16,7 @@ from difflab.operators import Operator
 
 
 def write_restoration(out: Path, op: Operator, y: Tensor, truth: Tensor | None, results: dict[str, Tensor],
-                      std: Tensor | None, title: str, settings: dict) -> list[str]:
+                      std: Tensor | None, title: str, settings: dict | None) -> list[str]:
     """Write the restoration's files into `out` (made only now: a refused or failed restoration leaves no folder);
     the last entry of `results` is the diffusion restoration. Returns the report's lines."""
     shown = list(results.values()) + ([std * (2 / std.amax().clamp_min(1e-6)) - 1] if std is not None else [])
@@ -26,7 +26,8 @@ def write_restoration(out: Path, op: Operator, y: Tensor, truth: Tensor | None, 
     save_grid(torch.cat([r[:cols].cpu() for r in rows]), out / "restore.png", nrow=cols)
     restored = list(results.values())[-1]
     np.savez_compressed(out / "restored.npz", images=restored.numpy(), **({"std": std.numpy()} if std is not None else {}))
-    np.savez_compressed(out / "measurement.npz", y=y.numpy(), settings=np.array(json.dumps(settings)))
+    np.savez_compressed(out / "measurement.npz", y=y.numpy(),  # with how it was measured, where flags can say it
+                        **({"settings": np.array(json.dumps(settings))} if settings is not None else {}))
     lines = [title, "", "| method | PSNR (dB) | SSIM | consistency ||A x - y|| / ||y|| |", "|---|---:|---:|---:|"]
     report = {}
     for name, x in results.items():

@@ -95,20 +95,30 @@ def gaussian_kernel(sigma: float, size: int) -> Tensor:
 
 
 class Blur(Operator):
-    """Gaussian blur with circular boundary, A = F^-1 diag(K) F: the blur is exactly diagonal in Fourier space (which
-    Wiener deconvolution uses); A^T = F^-1 diag(conj K) F. No pseudo-inverse: K is near zero at high frequencies."""
+    """Blur with circular boundary, A = F^-1 diag(K) F: the blur is exactly diagonal in Fourier space (which Wiener
+    deconvolution uses); A^T = F^-1 diag(conj K) F. No pseudo-inverse: K is near zero at high frequencies. The kernel:
+    a Gaussian of width sigma, or any given (k, k) array (odd k, centred at k // 2) with sigma=0."""
 
     name = "blur"
 
-    def __init__(self, sigma: float, shape: tuple[int, int, int], noise_std: float = 0.0, size: int | None = None):
+    def __init__(self, sigma: float, shape: tuple[int, int, int], noise_std: float = 0.0, size: int | None = None,
+                 kernel: Tensor | None = None):
         super().__init__(shape, noise_std)
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise UserError(f"the blur width sigma must be a positive number of pixels, got {sigma}")
-        size = size or 2 * math.ceil(3 * sigma) + 1
         _, H, W = self.shape
-        if size > min(H, W):
-            raise UserError(f"a blur of sigma {sigma:g} needs a {size}-pixel kernel, larger than the image {H}x{W}")
-        self.sigma, self.kernel = float(sigma), gaussian_kernel(sigma, size)
+        if kernel is None:
+            if not (math.isfinite(sigma) and sigma > 0):
+                raise UserError(f"the blur width sigma must be a positive number of pixels, got {sigma}")
+            size = size or 2 * math.ceil(3 * sigma) + 1
+            if size > min(H, W):
+                raise UserError(f"a blur of sigma {sigma:g} needs a {size}-pixel kernel, larger than the image {H}x{W}")
+            kernel = gaussian_kernel(sigma, size)
+        kernel = torch.as_tensor(kernel, dtype=torch.float32)
+        size = kernel.shape[0]
+        if kernel.ndim != 2 or kernel.shape[1] != size or size % 2 == 0 or size > min(H, W) or \
+                not bool(torch.isfinite(kernel).all()):
+            raise UserError(f"a blur kernel must be a finite square array of odd side at most {min(H, W)} (centred), "
+                            f"got {tuple(kernel.shape)}")
+        self.sigma, self.kernel = float(sigma), kernel
         pad = torch.zeros(H, W)
         pad[:size, :size] = self.kernel
         pad = torch.roll(pad, (-(size // 2), -(size // 2)), (0, 1))  # kernel centre at (0, 0): no shift
