@@ -107,7 +107,8 @@ def test_a_budget_that_leaves_too_little_to_train_is_refused_at_its_threshold(tm
     below, above = math.floor(threshold / 6) / 10, math.ceil(threshold / 6) / 10  # minutes: 2.2, 2.3
     with WorkClock() as clock:
         p = in_process("train", *TOY, "--minutes", str(below), "--out", "no", cwd=tmp_path, clock=clock)
-    assert_one_line_error(p, "too little to train", "--minutes")
+    assert_one_line_error(p, "too little to train", "kept for the 64 samples after training", "--sample 0",
+                          "of a 2.2-minute budget", "pass --minutes")
     assert not (tmp_path / "no" / "checkpoint.safetensors").exists()
     with WorkClock() as clock:
         p = in_process("train", *TOY, "--minutes", str(above), "--out", "yes", cwd=tmp_path, clock=clock)

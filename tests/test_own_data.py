@@ -2,7 +2,9 @@
 checks that come before the expensive work."""
 from __future__ import annotations
 
-import json
+import re
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +110,61 @@ def test_the_python_api_refuses_a_malformed_setting_as_a_user_error(shapes_run):
         pipe.sample(2, nfe="four")
     with pytest.raises(UserError, match="unknown sample setting"):
         pipe.sample_config(2, colour="red")
+
+
+def test_the_bound_on_one_image_is_computed_without_an_error_bar(shapes_run):
+    p = in_process("eval", "nll", "--checkpoint", "run", "--num-images", "1", "--num-t", "4", "--quiet",
+                   cwd=shapes_run[0])
+    assert p.returncode == 0, p.stderr
+    assert "one image: no error bar" in p.stdout and "negative ELBO on 1 " in p.stdout
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "own-data.md"
+SHRUNK = {"--minutes": ("--max-images", "64"), "--num": ("--num", "4"), "--num-images": ("--num-images", "2"),
+          "--samples": ("--samples", "2")}
+TINY_NET = ["--set", "unet.base_channels=8", "--set", "unet.channel_mult=[1,2]", "--set", "unet.attention_levels=[]",
+            "--set", "train.batch_size=16"]
+
+
+def doc_commands() -> list[list[str]]:
+    """The `difflab ...` lines of docs/own-data.md's bash blocks, in order, budgets shrunk (SHRUNK; a tiny network
+    for train, 3 network evaluations for sample and restore)."""
+    blocks = re.findall(r"```bash\n(.*?)```", DOC.read_text(), re.S)
+    out = []
+    for line in (ln for b in blocks for ln in b.splitlines() if ln.startswith("difflab ")):
+        args = shlex.split(line.split("  #")[0])[1:]
+        for k in range(len(args) - 1):
+            if args[k] in SHRUNK:
+                args[k], args[k + 1] = SHRUNK[args[k]]
+        out.append(args + (TINY_NET if args[0] == "train" else ["--nfe", "3"] if args[0] in ("sample", "restore")
+                           else []))
+    return out
+
+
+def test_the_own_data_page_runs_as_written(tmp_path):
+    """folder -> train -> class names -> sample by name -> restore a thumbnail and a scratched image -> measure."""
+    shapes_folder(tmp_path / "shapes")
+    square = np.asarray(Image.open(tmp_path / "shapes" / "square" / "3.png"))
+    Image.fromarray(square.reshape(4, 4, 4, 4).mean((1, 3)).astype(np.uint8)).save(tmp_path / "thumb.png")
+    intact = np.full((16, 16), 255, np.uint8)
+    intact[5:11, 2:14] = 0
+    Image.fromarray(intact).save(tmp_path / "intact.png")
+    Image.fromarray(np.where(intact > 0, square, 90).astype(np.uint8)).save(tmp_path / "scratched.png")
+    commands = doc_commands()
+    assert [c[0] for c in commands] == ["train", "sample", "sample", "restore", "restore", "eval", "eval"]
+    said = []
+    for args in commands:
+        p = in_process(*args, cwd=tmp_path)
+        assert p.returncode == 0, (args, p.stderr)
+        said.append(p.stdout)
+    run = tmp_path / "runs" / "shapes"
+    assert "classes: 0 circle, 1 square" in said[0]
+    assert np.load(run / "samples.npz")["labels"].tolist() == ["square"] * 4
+    assert np.load(run / "guided.npz")["labels"].tolist() == ["circle", "square"] * 2
+    assert "noise:" in said[3] and "estimated from the measurement" in said[3]
+    for out, baseline in (("thumb", "bicubic"), ("scratched", "masked input")):
+        report = (run / out / "report.md").read_text()
+        assert baseline in report and "| - | - |" in report and "PSNR" in report.splitlines()[2]
+        assert np.load(run / out / "restored.npz")["images"].shape[1:] == (1, 16, 16)
+    assert "std" in np.load(run / "scratched" / "restored.npz")
+    assert "fid " in said[5] and "bits/dim" in said[6]

@@ -127,7 +127,8 @@ def run_demo(out: str | Path, minutes: float, seed: int = 0, overrides: list[str
         fit = fit_demo(pipe, cfg.sample, budget.seconds, log)
         return list(fit.estimates)
 
-    res = train_run(cfg, out, overwrite=True, log=log, progress=progress, budget=budget, after=after)
+    res = train_run(cfg, out, overwrite=True, log=log, progress=progress, budget=budget, after=after,
+                    after_what="the demo's samples and bounds (timed)")
     sc, nll_images, cuts = fit.sample, fit.nll_images, fit.cuts
     if cuts:
         log(f"to fit --minutes {minutes:g}: {'; '.join(cuts)}")

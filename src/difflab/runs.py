@@ -28,7 +28,8 @@ Log = Callable[[str], None]
 
 def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, log: Log = print,
               progress: bool = True, budget: Budget | None = None,
-              after: Callable[[Pipeline], Sequence[float]] | None = None) -> TrainResult:
+              after: Callable[[Pipeline], Sequence[float]] | None = None,
+              after_what: str = "the work after training") -> TrainResult:
     """Build the dataset and train into `out` (checkpoint, config.yaml, metrics.jsonl, loss.png; the plot also after
     Ctrl-C). With a time budget, training stops early enough for the follow-up work `after` estimates (seconds,
     from timed evaluations of an untrained network of the same shape) to fit in it."""
@@ -55,7 +56,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrit
     try:
         with budget.phase("training"):
             res = train(cfg, data, out, resume=resume, overwrite=overwrite, log=log, progress=progress,
-                        reserve_s=reserve + budget.elapsed(), planned_images=planned, clock=budget.clock)
+                        reserve_s=reserve + budget.elapsed(), planned_images=planned, clock=budget.clock,
+                        reserve_for=after_what)
     finally:
         if main and (Path(out) / "metrics.jsonl").exists():
             plot_loss(read_metrics(Path(out) / "metrics.jsonl"), Path(out) / "loss.png")
@@ -74,7 +76,9 @@ def train_and_sample(cfg: RunConfig, out: str | Path, *, sample: bool = True, re
     sampling = sample and cfg.model == "diffusion"
     try:
         res = train_run(cfg, out, resume=resume, log=log, progress=progress, budget=budget,
-                        after=(lambda pipe: [pipe.plan(_estimable(cfg.sample), log).seconds]) if sampling else None)
+                        after=(lambda pipe: [pipe.plan(_estimable(cfg.sample), log).seconds]) if sampling else None,
+                        after_what=f"the {cfg.sample.num_samples} samples after training (timed: fewer with --sample N, "
+                                   "none with --sample 0)")
     except Interrupted as e:
         if e.result is not None and is_main_process():
             write_summary(out, e.result, budget)

@@ -22,6 +22,15 @@ from difflab.train.run import LoadedRun
 METHODS = ("importance", "exact", "ode")
 
 
+def standard_error(v: torch.Tensor) -> float:
+    """The standard error of the mean of v (N,); NaN for one value (no error bar)."""
+    return v.std().item() / math.sqrt(len(v)) if len(v) > 1 else math.nan
+
+
+def error_bar(se: float) -> str:
+    return f"+- {se:.4f} (1 s.e.)" if math.isfinite(se) else "(one image: no error bar)"
+
+
 @dataclass(frozen=True)
 class NLLReport:
     """Means over images, in nats per image; stderr covers data and Monte Carlo noise."""
@@ -48,8 +57,7 @@ class NLLReport:
         out = [f"negative ELBO on {self.images} {self.split} images ({self.method}, variance={self.variance})",
                f"{'term':<26}{'nats/image':>14}{'bits/dim':>12}"]
         out += [f"{name:<26}{v:>14.2f}{self.bpd(v):>12.4f}" for name, v in rows]
-        out.append(f"{'total':<26}{self.total:>14.2f}{self.bpd(self.total):>12.4f}  "
-                   f"+- {self.bpd(self.stderr):.4f} (1 s.e.)")
+        out.append(f"{'total':<26}{self.total:>14.2f}{self.bpd(self.total):>12.4f}  {error_bar(self.bpd(self.stderr))}")
         if self.AE:
             out.append("latent run: L_0 .. L_T bound -log p(s z) of the scaled latent; autoencoder = -log p(x|z) - "
                        "H[q(z|x)] - d log s; bits/dim of the data")
@@ -65,7 +73,7 @@ def evaluate_nll(run: LoadedRun, *, split: str = "test", num_images: int = 256, 
         batch_size=batch_size, use_ema=use_ema, log=log, progress=progress)
     total = L0 + Lt + LT + AE
     return NLLReport(L0.mean().item(), Lt.mean().item(), LT.mean().item(), AE.mean().item(), total.mean().item(),
-                     total.std().item() / math.sqrt(len(total)), dims, len(total), method, where, variance)
+                     standard_error(total), dims, len(total), method, where, variance)
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ class ODEReport:
         return (f"probability-flow ODE likelihood on {self.images} {self.split} images ({self.trace} trace, "
                 f"{self.nfe:.0f} evaluations per solve)\n"
                 f"{'negative log-likelihood':<26}{self.nats:>14.2f} nats/image\n"
-                f"{'bits/dim':<26}{bpd:>14.4f}  +- {bits_per_dim(self.stderr, self.dims):.4f} (1 s.e.)")
+                f"{'bits/dim':<26}{bpd:>14.4f}  {error_bar(bits_per_dim(self.stderr, self.dims))}")
 
 
 def evaluate_ode_nll(run: LoadedRun, *, split: str = "test", num_images: int = 256, exact_trace: bool = False,
@@ -110,7 +118,7 @@ def evaluate_ode_nll(run: LoadedRun, *, split: str = "test", num_images: int = 2
     (nats,), where = evaluate_split(run, one, split=split, num_images=num_images, batch_size=batch_size,
                                     use_ema=use_ema, log=log, progress=progress)
     dims = math.prod(codec.spec.shape if codec else run.spec.shape)
-    return ODEReport(nats.mean().item(), nats.std().item() / math.sqrt(len(nats)), dims, len(nats),
+    return ODEReport(nats.mean().item(), standard_error(nats), dims, len(nats),
                      sum(nfes) / len(nfes), where, "exact" if exact_trace else "Hutchinson")
 
 
@@ -172,8 +180,8 @@ def evaluate_split(run: LoadedRun, fn: Callable[[Precond, torch.Tensor, Conditio
     """The one driver that evaluates a split: fn(denoiser, x0, cond) -> per-image tensors over batches of the first
     num_images examples (data with a test split: of `split`; other data: the training data), concatenated; and the
     split's name. A latent run's fn gets the data itself (it encodes)."""
-    if num_images < 2:
-        raise UserError(f"--num-images must be at least 2 for an error bar, got {num_images}")
+    if num_images < 1:
+        raise UserError(f"--num-images must be at least 1 (2 or more for an error bar), got {num_images}")
     cfg = run.cfg
     splits = cfg.data.name in SPLIT_SETS
     dcfg = replace(cfg.data.pixels, limit=num_images, split=split if splits else cfg.data.split)

@@ -75,9 +75,10 @@ def check_fit(cfg: RunConfig, net: nn.Module, data: ImageData, objective: Object
 
 def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           log: Callable[[str], None] = print, progress: bool = True, reserve_s: float = 0.0,
-          planned_images: int = 0, clock: Clock = time.monotonic) -> TrainResult:
-    """Train with Algorithm 1 until max_images or the time budget train.minutes less `reserve_s` (kept for work
-    after training; both read on `clock`); checkpoints and metrics go to run_dir. Unset warm-up and EMA half-life
+          planned_images: int = 0, clock: Clock = time.monotonic,
+          reserve_for: str = "the work after training") -> TrainResult:
+    """Train with Algorithm 1 until max_images or the time budget train.minutes less `reserve_s` (kept for
+    `reserve_for`, named in a refusal; both read on `clock`); checkpoints and metrics go to run_dir. Unset warm-up and EMA half-life
     follow `planned_images` (rank 0's; default max_images). The first Ctrl-C stops after the current step with
     metrics, checkpoint (and the caller's plot) at that step, then raises Interrupted.
 
@@ -85,7 +86,7 @@ def train(cfg: RunConfig, data: ImageData, run_dir: str | Path, *, resume: bool 
     world = init_world(cfg.train.device)
     try:
         return _train(cfg, data, Path(run_dir), world, resume, overwrite, log if world.main else (lambda s: None),
-                      progress and world.main, reserve_s, planned_images, clock)
+                      progress and world.main, reserve_s, planned_images, clock, reserve_for)
     finally:
         close_world(world)
 
@@ -127,7 +128,8 @@ def _start(cfg: RunConfig, store: CheckpointStore, world: World, resume: bool, o
 
 
 def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume: bool, overwrite: bool,
-           log: Callable[[str], None], progress: bool, reserve_s: float, planned: int, clock: Clock) -> TrainResult:
+           log: Callable[[str], None], progress: bool, reserve_s: float, planned: int, clock: Clock,
+           reserve_for: str) -> TrainResult:
     entered = clock()
     tc = cfg.train
     if tc.batch_size % (world.size * tc.grad_accum):
@@ -143,11 +145,11 @@ def _train(cfg: RunConfig, data: ImageData, run_dir: Path, world: World, resume:
         raise UserError(f"the run already used its budget ({st.images} of train.max_images={tc.max_images} images): "
                         "pass a larger --max-images")
     if too_little_to_train(tc.minutes * 60, st.seconds, reserve_s):
-        kept = f", with {reserve_s:.0f} s kept for the work after training" if reserve_s >= 1 else ""
+        kept = f", {reserve_s:.0f} s kept for {reserve_for}" if reserve_s >= 1 else ""
         need = (st.seconds + reserve_s) / 60 / (1 - MIN_TRAIN_SHARE) + 0.5
         again = "the run is already at its budget" if st.step else "the time budget leaves too little to train"
-        raise UserError(f"{again} ({st.seconds:.0f} s trained of train.minutes={tc.minutes:g}{kept}): pass "
-                        f"train.minutes={need:.1f} or more (a resumed run's budget is its total)")
+        raise UserError(f"{again}: {st.seconds:.0f} s trained of a {tc.minutes:g}-minute budget{kept}; pass "
+                        f"--minutes {need:.1f} or more (a resumed run's budget is its total)")
     if tc.precision == "fp16" and world.device.type == "cpu":
         log("note: fp16 on a CPU is slow (no fp16 matrix units); train.precision=bf16 is the CPU choice where the "
             "CPU has native bf16")
