@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from difflab.errors import UserError
 
 LABEL = "label"  # class index in [0, num_classes); its null value is num_classes (conditions/label.py)
-TOKENS = "tokens"  # caption token ids (L,); the null caption is all padding (conditions/caption.py)
+TOKENS = "tokens"  # a caption: token ids (L,), or a frozen encoder's token features (L, d) (conditions/caption.py)
 LOWRES = "lowres"  # the low-resolution image upsampled to full size (C, H, W); null = zeros (conditions/lowres.py)
 MEASUREMENT = "measurement"  # an inverse problem's y per row (null = zeros): read by the posterior transforms and
 # the projection hook (inverse/posterior.py), never by a network

@@ -110,11 +110,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _say_unknown_words(pipe, prompts: tuple[str, ...], log) -> None:
-    """A note for prompt words outside a text-to-image run's vocabulary (read as unknown)."""
+    """Notes on a text-to-image run's prompts: words outside a word encoder's vocabulary (read as unknown), and
+    prompts that name no digit (drawn all the same; the judge has nothing to check)."""
+    from difflab.conditions.language import digits_in
+
     text = getattr(pipe.net, "text", None)
-    unknown = sorted({w for p in prompts for w in text.tokenizer.unknown(p)}) if text is not None else []
+    if text is None:
+        return
+    unknown = sorted({w for p in prompts for w in text.tokenizer.unknown(p)}) if text.tokenizer is not None else []
     if unknown:
         log(f"note: {', '.join(repr(w) for w in unknown)} not in the model's vocabulary: read as unknown words")
+    for p in dict.fromkeys(prompts):
+        if not digits_in(p):
+            log(f"note: {p!r} names no digit (0-9 or zero..nine) to check the drawing against: drawn as it is")
 
 
 def _floats(text: str, flag: str, count: int | None = None) -> tuple[float, ...]:

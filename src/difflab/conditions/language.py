@@ -35,6 +35,11 @@ def _vocabulary() -> tuple[str, ...]:
 VOCAB = _vocabulary()
 
 
+def digits_in(text: str) -> list[int]:
+    """The digits a text names, as symbols or number words, in order: 'a seven right of 3' -> [7, 3]."""
+    return [int(w) if w.isdigit() else NUMBER_WORDS.index(w) for w in words(text) if w.isdigit() or w in NUMBER_WORDS]
+
+
 def caption(left: int, right: int, template: str, rng: np.random.Generator, word_dropout: float = 0.0) -> str:
     """One caption of the pair (left, right) in a template; {l} / {r} become a symbol or a word at random, and each
     other word becomes unknown with probability `word_dropout` (so a model learns to read past unknown words)."""

