@@ -47,8 +47,10 @@ def test_held_out_phrasings_are_apart_and_the_tokenizer_round_trips():
         ids = tok.encode(text)
         assert ids.shape == (16,) and ids.dtype == torch.long and unk not in ids.tolist()
         assert tok.decode(ids) == " ".join(re.findall(r"[a-z]+|[0-9]", text))
-    held = {w for t in HELD_OUT_TEMPLATES for w in tok.unknown(t.format(l=1, r=2, L="one", R="two"))}
-    assert held == {"first"}  # the held-out phrasings bring a new word, read as unknown
+    held = {w for t in HELD_OUT_TEMPLATES for w in tok.unknown(t.format(l=1, r=2, L="one", R="two", dl=1, dr=2))}
+    # the held-out phrasings bring new words, read as unknown by the word tokenizer
+    assert held == {"beside", "first", "in", "leftmost", "order", "placed", "rightmost", "sits", "that"}
+    assert len(HELD_OUT_TEMPLATES) >= 8
     assert tok.encode("a 3 next to a zebra").tolist()[5] == unk and tok.encode("3 7").tolist()[2:] == [pad] * 14
     assert len(VOCAB) == len(set(VOCAB))
     with pytest.raises(UserError, match="no words"):
@@ -70,3 +72,13 @@ def test_word_dropout_keeps_the_digits_and_the_pairs_dataset_matches_its_labels(
     for cap, y in zip(data.captions, data.labels.tolist()):
         named_digits = named(cap)
         assert sorted(named_digits) == sorted([y // 10, y % 10])
+
+
+def test_the_held_out_digit_pairs_never_appear_on_a_training_canvas():
+    from difflab.conditions.language import HELD_OUT_PAIRS
+
+    data = build_dataset(DataConfig(name="mnist_pairs", heldout_pairs=True, limit=3000))
+    seen = set(data.labels.tolist())
+    assert not seen & {10 * a + b for a, b in HELD_OUT_PAIRS} and len(seen) == 90
+    with pytest.raises(UserError, match="data.heldout_pairs applies to data.name=mnist_pairs"):
+        DataConfig(name="mnist", heldout_pairs=True)

@@ -14,13 +14,22 @@ def words(text: str) -> list[str]:
 
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-# {l} / {r}: the left / right digit as a symbol or a word (drawn per caption); {L} / {R}: always as a word
+# {l} / {r}: the left / right digit as a symbol or a word (drawn per caption); {L} / {R}: always as a word;
+# {dl} / {dr}: always as a symbol
 TRAIN_TEMPLATES = (
     "a {l} next to a {r}", "{l} {r}", "{L} on the left, {R} on the right", "{R} on the right, {L} on the left",
     "a {l} and then a {r}", "{L} followed by {R}", "left {l}, right {r}", "the digits {l} and {r}",
     "{r} on the right and {l} on the left", "a {l} on the left of a {r}",
 )
-HELD_OUT_TEMPLATES = ("{l} left of {r}", "a {R} to the right of a {L}", "first {L} then {R}")
+# never in training, varied in structure: other word orders, punctuation, digits and words mixed, words the training
+# vocabulary lacks ("placed", "sits", "leftmost", "beside", ...)
+HELD_OUT_TEMPLATES = (
+    "{l} left of {r}", "a {R} to the right of a {L}", "first {L} then {R}", "{dl} on the left, {dr} on the right",
+    "left: {dl} / right: {dr}", "a {R} placed to the right of a {L}", "on the right a {r}, on the left a {l}",
+    "leftmost {l}, rightmost {r}", "a {L} sits beside a {R}, the {L} first", "{dl} and {R}, in that order",
+)
+# digit pairs (left, right) never drawn on a training canvas with data.heldout_pairs: both orders of five pairs
+HELD_OUT_PAIRS = ((3, 7), (7, 3), (1, 8), (8, 1), (2, 5), (5, 2), (0, 9), (9, 0), (4, 6), (6, 4))
 MAX_TOKENS = 16  # the longest caption has 11 words
 UNKNOWN = "<unk>"  # a word outside every vocabulary: what word dropout puts in a training caption
 
@@ -45,7 +54,7 @@ def caption(left: int, right: int, template: str, rng: np.random.Generator, word
     other word becomes unknown with probability `word_dropout` (so a model learns to read past unknown words)."""
     def say(d: int) -> str:
         return str(d) if rng.random() < 0.5 else NUMBER_WORDS[d]
-    text = template.format(l=say(left), r=say(right), L=NUMBER_WORDS[left], R=NUMBER_WORDS[right])
+    text = template.format(l=say(left), r=say(right), L=NUMBER_WORDS[left], R=NUMBER_WORDS[right], dl=left, dr=right)
     if word_dropout <= 0:
         return text
     digits = set(NUMBER_WORDS) | {str(d) for d in range(10)}

@@ -30,11 +30,15 @@ def _mnist(cfg: DataConfig) -> ImageData:
 
 def _mnist_pairs(cfg: DataConfig) -> ImageData:
     """Two MNIST digits side by side, (N, 1, 28, 56), captioned in the training phrasings with 5% word dropout;
-    label = 10 left + right (100 classes). N = data.limit, else as many canvases as the split has digits."""
+    label = 10 left + right (100 classes). N = data.limit, else as many canvases as the split has digits; with
+    data.heldout_pairs, no canvas of the held-out digit pairs."""
     from difflab.data.captions import two_digit_canvas
 
+    from difflab.conditions.language import HELD_OUT_PAIRS
+
     images, labels = load_mnist(cfg.split)
-    c = two_digit_canvas(images, labels, cfg.limit or len(images), seed=cfg.seed, word_dropout=WORD_DROPOUT)
+    c = two_digit_canvas(images, labels, cfg.limit or len(images), seed=cfg.seed, word_dropout=WORD_DROPOUT,
+                         exclude=HELD_OUT_PAIRS if cfg.heldout_pairs else ())
     return ImageData(x=to_unit_range(c.images)[:, None], labels=torch.from_numpy(10 * c.left + c.right),
                      num_classes=100, captions=c.captions, **PIXELS)
 

@@ -25,14 +25,21 @@ class Canvas:
 
 
 def two_digit_canvas(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,
-                     templates: Sequence[str] = TRAIN_TEMPLATES, word_dropout: float = 0.0) -> Canvas:
+                     templates: Sequence[str] = TRAIN_TEMPLATES, word_dropout: float = 0.0,
+                     exclude: Sequence[tuple[int, int]] = ()) -> Canvas:
     """n canvases from random pairs of the given digits (N, 28, 28) uint8 with their labels (N,); captions drawn
-    from `templates` (the held-out ones for evaluation), with word dropout for training."""
+    from `templates` (the held-out ones for evaluation), with word dropout for training; no canvas shows a (left,
+    right) digit pair of `exclude` (its right digit drawn again until it does not)."""
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels) or len(images) < 2:
         raise UserError(f"the two-digit canvas needs (N, 28, 28) digits with N labels, got {images.shape} and "
                         f"{len(labels)} labels")
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, len(images), n), rng.integers(0, len(images), n)
+    banned = np.zeros((10, 10), bool)
+    for pair in exclude:
+        banned[pair] = True
+    while (bad := banned[labels[a], labels[b]]).any():
+        b[bad] = rng.integers(0, len(images), int(bad.sum()))
     canvas = np.concatenate([images[a], images[b]], axis=2)  # (n, 28, 56)
     left, right = labels[a].astype(np.int64), labels[b].astype(np.int64)
     picks = rng.integers(0, len(templates), n)

@@ -126,6 +126,7 @@ class DataConfig:
     latent: str = ""  # an autoencoder run (difflab train-autoencoder): train on its latents of this data instead
     latent_scale: float = 0.0  # latents are multiplied by it; 0: 1 / std of the training latents, fixed at the start
     latent_sha256: str = ""  # the autoencoder checkpoint's sha256, recorded at the start (a changed file is refused)
+    heldout_pairs: bool = False  # mnist_pairs: no canvas of the held-out digit pairs (conditions/language.py HELD_OUT_PAIRS), to test composition
     class_names: tuple[str, ...] = ()  # the name of each label index, recorded at the start from labelled data (a folder's sub-folders or its classes.txt, MNIST's digits)
 
     @property
@@ -147,6 +148,8 @@ class DataConfig:
         if not isinstance(self.class_names, (tuple, list)) or not all(isinstance(n, str) for n in self.class_names):
             raise UserError(f"data.class_names must be a list of names (recorded from the data), got {self.class_names!r}")
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        if self.heldout_pairs and self.name != "mnist_pairs":
+            raise UserError(f"data.heldout_pairs applies to data.name=mnist_pairs, not {self.name!r}: drop it")
         if self.latent_scale and not self.latent:
             raise UserError("data.latent_scale is only read with data.latent (an autoencoder run): drop it")
         for field in ("limit", "image_size", "channels", "num_points", "seed"):
