@@ -89,13 +89,15 @@ def mnist_extractor() -> Extractor:
     """The MNIST judge's penultimate layer (128-d), for 28 x 28 grey images."""
     from difflab.eval.judge import ARCH, load_or_train_judge
 
-    judge = load_or_train_judge(log=lambda s: None)
+    judge = []  # loaded (or trained, once per cache) at the first images it can take: a misfit is refused at once
 
     def fn(x: Tensor) -> Tensor:
         if x.shape[1:] != (1, 28, 28):
             raise UserError(f"the mnist feature space takes 28 x 28 grey images, got {tuple(x.shape[1:])}: pass "
                             "--features inception")
-        return judge.head[:-1](judge.features(x))
+        if not judge:
+            judge.append(load_or_train_judge(log=lambda s: None))
+        return judge[0].head[:-1](judge[0].features(x))
 
     return Extractor("mnist", f"mnist:{ARCH}", fn, batch=500)
 
