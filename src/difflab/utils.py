@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -23,6 +24,11 @@ def bcast(v: Tensor | float, like: Tensor) -> Tensor:
 def bits_per_dim(nats: Tensor | float, dims: int) -> Tensor | float:
     """nats per example -> bits per dimension: nats / (D ln 2)."""
     return nats / (dims * math.log(2))
+
+
+def cache_dir() -> Path:
+    """Where decoded arrays and computed features live: $DIFFLAB_CACHE or ~/.cache/difflab."""
+    return Path(os.environ.get("DIFFLAB_CACHE", Path.home() / ".cache" / "difflab"))
 
 
 def file_digest(path: str | Path) -> str:

