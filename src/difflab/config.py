@@ -18,7 +18,7 @@ from difflab.nn.classifier import ClassifierConfig
 from difflab.nn.mlp import MLPConfig
 from difflab.conditions.text import TextConfig
 from difflab.nn.unet import UNetConfig
-from difflab.precond import Parameterization
+from difflab.precond import NOISE_INPUTS, Parameterization
 from difflab.reverse import SAMPLING_VARIANCES
 from difflab.schedules.config import ScheduleConfig
 
@@ -30,6 +30,7 @@ class TrainConfig:
     """Algorithm 1 with AdamW, warm-up, clipping and EMA; amounts counted in images, not steps."""
 
     parameterization: str = "eps"  # what the network's output is: eps, x0, score, v, or edm (EDM's F, with sigma_data)
+    noise_input: str = "vp_time"  # the network's noise input: vp_time (t_VP(sigma~), EDM's VP choice) or steps (the table's step index i - 1, as diffusers trains: imported models)
     objective: str = "simple"  # simple (Algorithm 1), elbo (the bound's own weights), hybrid (simple + w * elbo), edm
     sigma_data: float = 0.5  # edm parameterization and objective: the data's standard deviation
     edm_p_mean: float = -1.2  # edm objective: mean of ln sigma~ for training noise levels
@@ -64,6 +65,8 @@ class TrainConfig:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise UserError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         Parameterization(self.parameterization, self.sigma_data)  # validates both
+        if self.noise_input not in NOISE_INPUTS:
+            raise UserError(f"train.noise_input must be one of {NOISE_INPUTS}, got {self.noise_input!r}")
         if not 0 <= self.cond_dropout < 1:
             raise UserError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.objective not in OBJECTIVES:
@@ -169,6 +172,9 @@ class RunConfig:
             raise UserError(f"train.objective={self.train.objective} and learn_variance need a discrete schedule "
                             f"(linear or cosine): the ELBO is a sum over steps; schedule.kind={self.schedule.kind} "
                             "trains by denoising score matching (objective simple)")
+        if self.train.noise_input == "steps" and not self.schedule.discrete:
+            raise UserError(f"train.noise_input=steps reads a beta table's step index: it needs a discrete schedule "
+                            f"(linear, scaled_linear or cosine), not schedule.kind={self.schedule.kind}")
         if self.schedule.discrete and (self.sample.steps or 0) > self.schedule.T:
             raise UserError(f"sample.steps must be at most schedule.T = {self.schedule.T}, got {self.sample.steps}")
         if self.sample.variance == "learned" and not self.train.learn_variance:

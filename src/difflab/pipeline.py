@@ -296,10 +296,21 @@ class Pipeline:
 
 def load(path: str | Path, *, schedule: Optional[str] = None, live: bool = False) -> Pipeline:
     """A trained diffusion run (folder or checkpoint.safetensors) as a Pipeline; `schedule` samples on another
-    schedule's noise levels (the network sees only sigma~), `live` uses the live weights instead of the EMA."""
-    run = load_run(path)
+    schedule's noise levels (the network sees only sigma~), `live` uses the live weights instead of the EMA. A diffusers
+    folder (save_pretrained's, a UNet2DModel) loads as a run too (interop/diffusers_format.py)."""
+    from difflab.interop.diffusers_format import is_diffusers_folder
+
+    if is_diffusers_folder(path):
+        from difflab.interop.diffusers_runs import load_diffusers
+
+        run = load_diffusers(path)
+    else:
+        run = load_run(path)
     if schedule is not None:
         if schedule not in SCHEDULES:
             raise UserError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if run.cfg.train.noise_input == "steps" and schedule != run.cfg.schedule.kind:
+            raise UserError("this network reads its own beta table's step index (train.noise_input=steps, a diffusers "
+                            "model): it samples on its own schedule; drop --schedule")
         run = replace(run, cfg=replace(run.cfg, schedule=replace(run.cfg.schedule, kind=schedule)))
     return Pipeline(run, use_ema=not live)

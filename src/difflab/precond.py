@@ -18,12 +18,14 @@ Per parameterization (c_skip, c_out), sigma_data = 1 except for edm:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from difflab.condition import Condition
 from difflab.errors import UserError
+from difflab.nn.embedding import NOISE_SCALE
 from difflab.prediction import Prediction
 from difflab.schedules.base import Schedule
 from difflab.schedules.continuous import VPLinear
@@ -43,6 +45,24 @@ def c_noise(s: Tensor) -> Tensor:
     beyond 1 above the VP SDE's largest noise), float64 (B,). Measured against ln(sigma~) / 4 (EDM's own) on the MNIST
     demo: the VP time spends the embedding's resolution where a DDPM-style model needs it (docs/benchmarks.md)."""
     return _VP.t_of_log_snr(-2 * torch.log(s))
+
+
+NOISE_INPUTS = ("vp_time", "steps")  # train.noise_input: what c_noise is (see noise_input_fn)
+
+
+def steps_input(schedule: Schedule) -> Callable[[Tensor], Tensor]:
+    """c_noise(sigma~) = (i - 1) / 1000 with i = T t(sigma~) the table's (fractional) step of this noise level: the
+    network's sinusoidal embedding (x 1000) sees i - 1, diffusers' integer timestep (its alphas_cumprod[i - 1] is the
+    table's alpha_bar_i)."""
+    if schedule.steps is None:
+        raise UserError("train.noise_input=steps needs a discrete schedule (a beta table): its step index is the input")
+    return lambda s: (schedule.t_of_log_snr(-2 * torch.log(s)) * schedule.steps - 1) / NOISE_SCALE
+
+
+def noise_input_fn(name: str, schedule: Schedule) -> Callable[[Tensor], Tensor]:
+    """sigma~ (B,) float64 -> the network's noise input: vp_time (c_noise, EDM's VP choice: difflab's own networks)
+    or steps (the training table's step index: networks trained by diffusers)."""
+    return c_noise if name == "vp_time" else steps_input(schedule)
 
 
 @dataclass(frozen=True)
@@ -91,9 +111,10 @@ class Precond(nn.Module):
     """
 
     def __init__(self, net: nn.Module, schedule: Schedule, parameterization: Parameterization = Parameterization(),
-                 learn_variance: bool = False):
+                 learn_variance: bool = False, noise_input: Callable[[Tensor], Tensor] = c_noise):
         super().__init__()
         self.net, self.schedule, self.param, self.learn_variance = net, schedule, parameterization, learn_variance
+        self.noise_input = noise_input  # sigma~ -> the network's noise input (noise_input_fn)
 
     def inputs(self, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(alpha, sigma, sigma~) float64 (B,), y = x_t / alpha and the network input c_in y (dtype of x_t)."""
@@ -105,7 +126,7 @@ class Precond(nn.Module):
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition | None = None) -> Prediction:
         alpha, sigma, s, y, net_in = self.inputs(x_t, t)
-        out = self.net(net_in, c_noise(s), cond)
+        out = self.net(net_in, self.noise_input(s), cond)
         var_frac = None
         if self.learn_variance:
             out, v = out.chunk(2, dim=1)  # (B, C, ...) each

@@ -8,7 +8,7 @@ import time
 
 STARTED = time.monotonic()  # the command's clock starts here, before torch is imported
 
-from difflab.cli import evaluate, latent, restore, sample, tools, train
+from difflab.cli import evaluate, interop, latent, restore, sample, tools, train
 from difflab.cli.common import Parser
 from difflab.errors import UserError
 
@@ -31,10 +31,12 @@ EPILOG = """examples:
   difflab config --show                         # every config key, its default and meaning
   difflab eval nll --checkpoint runs/mnist       # the ELBO term by term, bits/dim on the test split
   difflab eval all --run runs/mnist --features mnist   # FID, KID, precision/recall (inception: the standard FID)
+  difflab import-diffusers ddpm-folder --out runs/imported --data mnist   # a diffusers model as a difflab run
+  difflab export-diffusers runs/mnist --out ddpm-mnist  # DDPMPipeline.from_pretrained("ddpm-mnist") loads it
 """
 
 
-COMMAND_MODULES = (train, sample, restore, latent, evaluate, tools)  # each registers its subcommands
+COMMAND_MODULES = (train, sample, restore, latent, evaluate, interop, tools)  # each registers its subcommands
 
 
 def make_parser() -> Parser:

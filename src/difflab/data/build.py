@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from difflab.data.arrays import load_npz
-from difflab.data.dataset import DATASET_NAMES, PIXELS, DataConfig, ImageData, to_uint8, to_unit_range
+from difflab.data.dataset import DATASET_NAMES, NO_DATA, PIXELS, DataConfig, ImageData, to_uint8, to_unit_range
 from difflab.data.folder import load_folder
 from difflab.data.mnist import load_mnist
 from difflab.data.toy import gaussian_mixture, swiss_roll, two_moons
@@ -89,6 +89,11 @@ def _series(cfg: DataConfig) -> ImageData:
     return ImageData(x=co2(cfg.split))
 
 
+def _no_data(cfg: DataConfig) -> ImageData:
+    raise UserError("this run has no dataset (it was imported without --data): import it again with --data NAME "
+                    "(or --data folder --data-path DIR) to evaluate it on that data")
+
+
 _LOADERS: dict[str, Callable[[DataConfig], ImageData]] = {
     "mnist": _mnist,
     "mnist_pairs": _mnist_pairs,
@@ -103,6 +108,7 @@ _LOADERS: dict[str, Callable[[DataConfig], ImageData]] = {
     "breast_cancer": _table,
     "wine": _table,
     "co2": _series,
+    NO_DATA: _no_data,
 }
 assert set(_LOADERS) == set(DATASET_NAMES), "every DataConfig name needs a loader"
 

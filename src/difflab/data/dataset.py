@@ -13,7 +13,8 @@ IMAGE_SETS = ("mnist", "mnist_pairs", "brain", "phantoms", "photos", "folder", "
 TOY_SETS = ("moons", "swiss_roll", "gmm")  # x is (N, D): points, not images
 TABLE_SETS = ("breast_cancer", "wine")  # x is (N, D): standardized table rows
 SERIES_SETS = ("co2",)  # x is (N, 1, L): windows of a time series
-DATASET_NAMES = IMAGE_SETS + TOY_SETS + TABLE_SETS + SERIES_SETS
+NO_DATA = "none"  # a model that came without its data (imported from diffusers): commands that need data say so
+DATASET_NAMES = IMAGE_SETS + TOY_SETS + TABLE_SETS + SERIES_SETS + (NO_DATA,)
 SPLIT_SETS = ("mnist", "mnist_pairs", "brain", "phantoms", "photos") + TABLE_SETS + SERIES_SETS  # with a held-out test split
 
 

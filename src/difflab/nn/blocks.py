@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -10,10 +11,11 @@ from torch.nn import functional as F
 POSITION_BANDS = 4  # frequencies of the pixel coordinates cross-attention queries see
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with up to 32 groups that divide the channel count."""
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
-    return nn.GroupNorm(groups, channels)
+def group_norm(channels: int, groups: int = 32, eps: float = 1e-5) -> nn.GroupNorm:
+    """GroupNorm with `groups` groups if they divide the channel count, else the largest power of two below that
+    does."""
+    g = next(g for g in (groups, 32, 16, 8, 4, 2, 1) if g <= groups and channels % g == 0)
+    return nn.GroupNorm(g, channels, eps=eps)
 
 
 def zero(module: nn.Module) -> nn.Module:
@@ -26,12 +28,13 @@ def zero(module: nn.Module) -> nn.Module:
 class ResBlock(nn.Module):
     """GN -> SiLU -> conv -> (+ temb, or scale-shift) -> GN -> SiLU -> dropout -> conv, plus a skip."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0, scale_shift: bool = True):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0, scale_shift: bool = True,
+                 norm: Callable[[int], nn.Module] = group_norm):
         super().__init__()
         self.scale_shift = scale_shift
-        self.norm1, self.conv1 = group_norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm1, self.conv1 = norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * c_out if scale_shift else c_out)
-        self.norm2, self.drop = group_norm(c_out), nn.Dropout(dropout)
+        self.norm2, self.drop = norm(c_out), nn.Dropout(dropout)
         self.conv2 = zero(nn.Conv2d(c_out, c_out, 3, padding=1))
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
@@ -49,12 +52,12 @@ class ResBlock(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention over the H*W positions (scaled_dot_product_attention), residual."""
 
-    def __init__(self, channels: int, heads: int = 1):
+    def __init__(self, channels: int, heads: int = 1, norm: Callable[[int], nn.Module] = group_norm):
         super().__init__()
         if channels % heads:
             raise ValueError(f"attention channels {channels} not divisible by heads {heads}")
         self.heads = heads
-        self.norm = group_norm(channels)
+        self.norm = norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = zero(nn.Conv2d(channels, channels, 1))
 
@@ -85,10 +88,10 @@ class CrossAttention(nn.Module):
     softmax(q k^T / sqrt(d)) v with q = W_q GN(x) + W_p pos, k, v = W_k c, W_v c (Rombach et al. 2022, Eq. 3), where
     pos are the pixel's coordinates (position_features), so a caption can say where ('on the left')."""
 
-    def __init__(self, channels: int, context_dim: int, heads: int = 1):
+    def __init__(self, channels: int, context_dim: int, heads: int = 1, norm: Callable[[int], nn.Module] = group_norm):
         super().__init__()
         self.heads = heads
-        self.norm = group_norm(channels)
+        self.norm = norm(channels)
         self.q = nn.Linear(channels, channels)
         self.q_pos = nn.Linear(4 * POSITION_BANDS, channels, bias=False)
         self.kv = nn.Linear(context_dim, 2 * channels)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from functools import partial
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +11,7 @@ from torch import Tensor, nn
 from difflab.condition import Condition, ConditionKind
 from difflab.errors import UserError
 from difflab.nn.blocks import CrossAttention, Downsample, ResBlock, SelfAttention, Stage, Upsample, group_norm, zero
-from difflab.nn.embedding import NoiseEmbedding
+from difflab.nn.embedding import ORDERS, NoiseEmbedding
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,11 @@ class UNetConfig:
     cross_attention_levels: Optional[tuple[int, ...]] = None  # text models: levels with cross-attention to the
     # caption (unset: the attention levels); it is cheap where self-attention is not (few keys)
     heads: int = 1  # attention heads
+    head_dim: int = 0  # > 0: channels per attention head, so a level of width c has c / head_dim heads (diffusers' attention_head_dim); 0: unet.heads at every level
+    groups: int = 32  # GroupNorm groups (a width they do not divide takes the largest power of two that does)
+    norm_eps: float = 1e-5  # GroupNorm epsilon
+    time_order: str = "cos_sin"  # sinusoidal noise features: cos_sin or sin_cos first (diffusers' flip_sin_to_cos true / false)
+    freq_shift: float = 0.0  # sinusoidal frequencies max_period^(-k / (half - freq_shift)) (diffusers' freq_shift)
     dropout: float = 0.0  # dropout inside ResNet blocks
     scale_shift: bool = True  # time embedding as scale-shift of the GroupNorm (else added)
     num_classes: int = 0  # > 0 adds a class embedding (cond = labels)
@@ -55,10 +61,26 @@ class UNetConfig:
         widths = [self.base_channels * m for m in self.channel_mult]
         if self.heads < 1 or any(w % self.heads for w in widths):
             raise UserError(f"unet.heads={self.heads} must divide every level's width {widths}: choose a divisor")
+        if self.head_dim < 0 or (self.head_dim and any(w % self.head_dim for w in widths)):
+            raise UserError(f"unet.head_dim={self.head_dim} must be 0 (unet.heads heads) or divide every level's width "
+                            f"{widths}")
+        if self.groups < 1 or not self.norm_eps > 0:
+            raise UserError(f"unet.groups must be positive and unet.norm_eps > 0, got {self.groups}, {self.norm_eps}")
+        if self.time_order not in ORDERS:
+            raise UserError(f"unet.time_order must be one of {ORDERS}, got {self.time_order!r}")
         if self.num_classes < 0:
             raise UserError(f"unet.num_classes must be >= 0, got {self.num_classes}")
         if self.lowres_factor < 0 or self.lowres_factor == 1:
             raise UserError(f"unet.lowres_factor must be 0 (off) or a downsampling factor >= 2, got {self.lowres_factor}")
+
+    def heads_at(self, channels: int) -> int:
+        """Attention heads at a level of this width."""
+        return channels // self.head_dim if self.head_dim else self.heads
+
+    @property
+    def norm(self) -> Callable[[int], nn.Module]:
+        """The GroupNorm of every block: (channels) -> module."""
+        return partial(group_norm, groups=self.groups, eps=self.norm_eps)
 
     @property
     def factor(self) -> int:
@@ -78,8 +100,9 @@ class UNet(nn.Module):
         super().__init__()
         self.cfg, self.kinds = cfg, tuple(k for k in kinds if k.inject != "target")
         ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
-        block = lambda a, b: ResBlock(a, b, emb_dim, cfg.dropout, cfg.scale_shift)  # noqa: E731
-        self.embed = NoiseEmbedding(ch, emb_dim, self.kinds)
+        norm = cfg.norm
+        block = lambda a, b: ResBlock(a, b, emb_dim, cfg.dropout, cfg.scale_shift, norm)  # noqa: E731
+        self.embed = NoiseEmbedding(ch, emb_dim, self.kinds, cfg.time_order, cfg.freq_shift)
         context = [k for k in self.kinds if k.inject == "context"]
         if len(context) > 1:
             raise UserError(f"one cross-attention context per network, got {[k.name for k in context]}")
@@ -98,9 +121,9 @@ class UNet(nn.Module):
             if lv < len(cfg.channel_mult) - 1:
                 self.down.append(Downsample(c))
                 skips.append(c)
-        self.mid = nn.ModuleList([block(c, c), SelfAttention(c, cfg.heads), block(c, c)])
+        self.mid = nn.ModuleList([block(c, c), SelfAttention(c, cfg.heads_at(c), norm), block(c, c)])
         if self.context is not None:
-            self.mid_cross = CrossAttention(c, self.context.width, cfg.heads)
+            self.mid_cross = CrossAttention(c, self.context.width, cfg.heads_at(c), norm)
         self.up = nn.ModuleList()
         for lv, mult in reversed(list(enumerate(cfg.channel_mult))):
             for j in range(cfg.num_res_blocks + 1):
@@ -108,7 +131,7 @@ class UNet(nn.Module):
                 c = ch * mult
             if lv > 0:
                 self.up.append(Upsample(c))
-        self.out = nn.Sequential(group_norm(c), nn.SiLU(), zero(nn.Conv2d(c, out_mult * cfg.in_channels, 3, padding=1)))
+        self.out = nn.Sequential(norm(c), nn.SiLU(), zero(nn.Conv2d(c, out_mult * cfg.in_channels, 3, padding=1)))
         self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.to(memory_format=self.layout)  # docs/benchmarks.md: wide networks gain, the demo's narrow one loses
 
@@ -125,8 +148,9 @@ class UNet(nn.Module):
         return self.cfg.attention_levels if self.cfg.cross_attention_levels is None else self.cfg.cross_attention_levels
 
     def _stage(self, res: ResBlock, c: int, level: int, takes_skip: bool) -> Stage:
-        attn = SelfAttention(c, self.cfg.heads) if level in self.cfg.attention_levels else None
-        cross = CrossAttention(c, self.context.width, self.cfg.heads) if level in self.cross_levels else None
+        heads, norm = self.cfg.heads_at(c), self.cfg.norm
+        attn = SelfAttention(c, heads, norm) if level in self.cfg.attention_levels else None
+        cross = CrossAttention(c, self.context.width, heads, norm) if level in self.cross_levels else None
         return Stage(res, attn, takes_skip, cross)
 
     @property

@@ -7,19 +7,19 @@ from typing import Callable
 from difflab.errors import UserError
 from difflab.schedules.base import Schedule
 from difflab.schedules.continuous import EDM, VE, SubVP, VPLinear
-from difflab.schedules.discrete import DiscreteSchedule, cosine_betas, linear_betas
+from difflab.schedules.discrete import DiscreteSchedule, cosine_betas, linear_betas, scaled_linear_betas
 
-DISCRETE = ("linear", "cosine")  # kinds trained on a beta table's integer steps; the others are SDEs
+DISCRETE = ("linear", "scaled_linear", "cosine")  # kinds trained on a beta table's integer steps; the others are SDEs
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
     """The forward process: a beta table (trained on integer steps) or an SDE (trained on t ~ U[t_min, 1])."""
 
-    kind: str = "linear"  # linear, cosine (discrete DDPM tables) or vp, subvp, ve, edm (continuous SDEs)
+    kind: str = "linear"  # linear, scaled_linear (Stable Diffusion's), cosine (discrete DDPM tables) or vp, subvp, ve, edm (continuous SDEs)
     T: int = 1000  # discrete: number of diffusion steps
-    beta_1: float = 1e-4  # linear: first beta
-    beta_T: float = 0.02  # linear: last beta
+    beta_1: float = 1e-4  # linear, scaled_linear: first beta
+    beta_T: float = 0.02  # linear, scaled_linear: last beta
     beta_min: float = 0.1  # vp, subvp: beta(0)
     beta_max: float = 20.0  # vp, subvp: beta(1)
     sigma_min: float = 0.0  # ve, edm: smallest noise level sampled (0 = 0.01 for ve, 0.002 for edm)
@@ -59,6 +59,7 @@ def _ve(cfg: ScheduleConfig) -> Schedule:
 
 SCHEDULE_MAKERS: dict[str, Callable[[ScheduleConfig], Schedule]] = {  # schedule.kind -> the schedule object
     "linear": lambda cfg: DiscreteSchedule(linear_betas(cfg.T, cfg.beta_1, cfg.beta_T)),
+    "scaled_linear": lambda cfg: DiscreteSchedule(scaled_linear_betas(cfg.T, cfg.beta_1, cfg.beta_T)),
     "cosine": lambda cfg: DiscreteSchedule(cosine_betas(cfg.T)),
     "vp": _vp, "subvp": _vp, "ve": _ve, "edm": _ve,
 }

@@ -13,6 +13,11 @@ def linear_betas(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> Tensor:
     return torch.linspace(beta_1, beta_T, T, dtype=torch.float64)
 
 
+def scaled_linear_betas(T: int, beta_1: float = 0.00085, beta_T: float = 0.012) -> Tensor:
+    """Latent diffusion's schedule: sqrt(beta_t) linear from sqrt(beta_1) to sqrt(beta_T) (diffusers' scaled_linear)."""
+    return torch.linspace(beta_1**0.5, beta_T**0.5, T, dtype=torch.float64) ** 2
+
+
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
     """Nichol & Dhariwal's cosine schedule: alpha_bar(t) = f(t) / f(0), f(t) = cos^2((t/T + s) / (1 + s) * pi/2)."""
     i = torch.arange(T + 1, dtype=torch.float64)

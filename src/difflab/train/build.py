@@ -12,7 +12,7 @@ from difflab.data.dataset import DataSpec
 from difflab.losses.classifier import ClassifierObjective
 from difflab.losses.objective import OBJECTIVES, Objective
 from difflab.nn import MLP, NoisyClassifier, UNet
-from difflab.precond import Parameterization, Precond
+from difflab.precond import Parameterization, Precond, noise_input_fn
 from difflab.schedules import Schedule, build_schedule as _build
 from difflab.vae import HierarchicalVAE, VAEObjective
 
@@ -42,7 +42,9 @@ def parameterization(cfg: RunConfig) -> Parameterization:
 
 def build_denoiser(cfg: RunConfig, net: nn.Module) -> Precond:
     """The preconditioned denoiser (x_t, t, cond) -> Prediction of a diffusion network."""
-    return Precond(net, build_schedule(cfg), parameterization(cfg), cfg.train.learn_variance)
+    schedule = build_schedule(cfg)
+    return Precond(net, schedule, parameterization(cfg), cfg.train.learn_variance,
+                   noise_input_fn(cfg.train.noise_input, schedule))
 
 
 def _diffusion(cfg: RunConfig, spec: DataSpec, net: nn.Module) -> Objective:

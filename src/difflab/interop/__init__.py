@@ -1,0 +1,1 @@
+"""Other libraries' formats: diffusers' save_pretrained folders, both ways."""
