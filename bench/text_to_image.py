@@ -58,12 +58,13 @@ def train(run: Path, flags: list[str], images: int) -> None:
         raise SystemExit("training failed")
 
 
-def prompts(templates, pairs, n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """n prompts: the digit pairs cycled, phrasings drawn from `templates`."""
+def prompts(templates, pairs, n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """n prompts: the digit pairs cycled, phrasings drawn from `templates` (the index of each prompt's returned)."""
     rng = np.random.default_rng(seed)
     left, right = (np.array([pairs[k % len(pairs)][j] for k in range(n)]) for j in (0, 1))
-    texts = [caption(int(a), int(b), templates[rng.integers(len(templates))], rng) for a, b in zip(left, right)]
-    return texts, left, right
+    which = rng.integers(len(templates), size=n)
+    texts = [caption(int(a), int(b), templates[w], rng) for a, b, w in zip(left, right, which)]
+    return texts, left, right, which
 
 
 def judge_halves(judge, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -91,12 +92,17 @@ def main() -> None:
         pipe = difflab.load(run)
         s = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])  # steps and training seconds, all of it
         for what, templates, pairs, seed in SETS:
-            texts, left, right = prompts(templates, pairs, args.samples, seed)
+            texts, left, right, which = prompts(templates, pairs, args.samples, seed)
             x = pipe.sample(args.samples, nfe=args.nfe, seed=0, prompts=texts, guidance=args.scale, batch_size=200)
             jl, jr = judge_halves(judge, x)
             rows.append({"encoder": name, "set": what, "both": round(float(np.mean((jl == left) & (jr == right))), 3),
                          "swapped": round(float(np.mean((jl == right) & (jr == left) & (left != right))), 3),
                          "n": args.samples, "steps": s["step"], "steps_per_s": round(s["step"] / s["seconds"], 2)})
+            if templates is HELD_OUT_TEMPLATES:  # which phrasings fail: both digits right, or drawn swapped
+                ok, swap = (jl == left) & (jr == right), (jl == right) & (jr == left) & (left != right)
+                masks = {t: which == i for i, t in enumerate(templates)}
+                rows[-1]["per_phrasing"] = {t: [round(float(ok[m].mean()), 2), round(float(swap[m].mean()), 2),
+                                                int(m.sum())] for t, m in masks.items()}
             print(json.dumps(rows[-1]), flush=True)
             grid.append(x[:10])
     save_grid(torch.cat(grid), OUT / "grid.png", nrow=10)
@@ -109,6 +115,12 @@ def main() -> None:
         r = {row["set"]: row for row in rows if row["encoder"] == name}
         lines.append(f"| {name} | {r['held-out wordings']['both']:.3f} | {r['held-out digit pairs']['both']:.3f} | "
                      f"{r['training wordings and pairs']['both']:.3f} | {r['held-out wordings']['steps_per_s']:.2f} |")
+    lines += ["", "Held-out wordings, phrasing by phrasing: both digits on the named sides / drawn swapped (n):", "",
+              "| phrasing | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
+    per = {row["encoder"]: row["per_phrasing"] for row in rows if "per_phrasing" in row}
+    for t in HELD_OUT_TEMPLATES:
+        lines.append(f"| `{t}` | " + " | ".join(f"{per[n][t][0]:.2f} / {per[n][t][1]:.2f} ({per[n][t][2]})"
+                                                  for n in runs) + " |")
     lines += ["", "grid.png: rows = (encoder, set) in the order above; columns = the first 10 prompts of each set"]
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
     (OUT / "results.json").write_text(json.dumps({"judge_accuracy": judge_acc, "rows": rows}, indent=1))
