@@ -15,7 +15,8 @@ import difflab
 from difflab.config import RunConfig, SampleConfig, TrainConfig
 from difflab.data.dataset import DataSpec
 from difflab.errors import UserError
-from difflab.interop.diffusers_format import DIFFLAB_RUN, WEIGHTS, exportable, is_diffusers_folder
+from difflab.interop.diffusers_config import exportable
+from difflab.interop.diffusers_folder import DIFFLAB_RUN, WEIGHTS, is_diffusers_folder
 from difflab.interop.diffusers_runs import export_diffusers
 from difflab.nn.unet import UNetConfig
 from difflab.pipeline import Pipeline

@@ -297,8 +297,8 @@ class Pipeline:
 def load(path: str | Path, *, schedule: Optional[str] = None, live: bool = False) -> Pipeline:
     """A trained diffusion run (folder or checkpoint.safetensors) as a Pipeline; `schedule` samples on another
     schedule's noise levels (the network sees only sigma~), `live` uses the live weights instead of the EMA. A diffusers
-    folder (save_pretrained's, a UNet2DModel) loads as a run too (interop/diffusers_format.py)."""
-    from difflab.interop.diffusers_format import is_diffusers_folder
+    folder (save_pretrained's, a UNet2DModel) loads as a run too (interop/diffusers_folder.py)."""
+    from difflab.interop.diffusers_folder import is_diffusers_folder
 
     if is_diffusers_folder(path):
         from difflab.interop.diffusers_runs import load_diffusers

@@ -1,5 +1,5 @@
 """A diffusers folder as a difflab run (in memory, or written as a run folder every command takes), and a difflab run
-as a diffusers folder: the loading and writing around the mapping of interop/diffusers_format.py."""
+as a diffusers folder: the loading and writing around the mapping of interop/diffusers_folder.py."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 from difflab.config import dump_yaml, to_dict
 from difflab.data.dataset import DataConfig
 from difflab.errors import UserError
-from difflab.interop.diffusers_format import WEIGHTS, find_parts, read_folder, write_folder
+from difflab.interop.diffusers_folder import WEIGHTS, find_parts, read_folder, write_folder
 from difflab.train.build import build_network
 from difflab.train.checkpoint import save_checkpoint
 from difflab.train.loop import CHECKPOINT
@@ -48,5 +48,5 @@ def import_diffusers(root: str | Path, out: str | Path, data: DataConfig | None 
 
 
 def export_diffusers(pipe, out: str | Path) -> Path:
-    """A difflab Pipeline's network written as a DDPMPipeline folder (see diffusers_format.write_folder)."""
+    """A difflab Pipeline's network written as a DDPMPipeline folder (see diffusers_folder.write_folder)."""
     return write_folder(pipe, out)

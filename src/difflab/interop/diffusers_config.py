@@ -1,43 +1,16 @@
-"""diffusers' folder format, both ways: a `save_pretrained` folder (model_index.json, unet/config.json +
-diffusion_pytorch_model.safetensors, scheduler/scheduler_config.json) holding a UNet2DModel becomes a difflab run,
-and a difflab U-Net run becomes such a folder that DDPMPipeline.from_pretrained loads.
-
-Read with json and safetensors alone (diffusers itself is not imported; a pickled .bin is never opened). The mapping
-is field by field (docs/diffusers.md):
-  the beta table      scheduler beta_schedule / beta_start / beta_end / num_train_timesteps -> schedule.kind, T
-  what the net says   prediction_type epsilon / sample / v_prediction -> train.parameterization eps / x0 / v
-  its noise input     the integer timestep t = i - 1 of the table's step i -> train.noise_input=steps (precond.py)
-  the U-Net           block_out_channels, layers_per_block, Attn* blocks, attention_head_dim, norm_num_groups,
-                      norm_eps, resnet_time_scale_shift, flip_sin_to_cos, freq_shift, num_class_embeds -> unet.*
-Anything else that changes the function the network computes is refused in one line naming the field.
-
-A difflab run trained on its own noise input (t_VP(sigma~)) exports with diffusers' `learned` time embedding: a table
-holding difflab's sinusoidal features at each integer timestep, so diffusers' integer-timestep schedulers call the
-very same network. difflab_run.json beside model_index.json keeps the run's config, so importing the folder back
-gives the run itself.
-"""
+"""diffusers' configs <-> difflab's: a UNet2DModel config and a DDPM-family scheduler config as a RunConfig (each
+field mapped, anything that changes what the network computes refused in one line naming it), and the configs that
+make a difflab U-Net run a UNet2DModel and a DDPMScheduler (docs/diffusers.md has the table)."""
 from __future__ import annotations
 
-import json
-from dataclasses import replace
-from pathlib import Path
-from typing import Iterator
-
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 
-from difflab.config import RunConfig, SampleConfig, TrainConfig, from_dict, to_dict, upgrade
-from difflab.data.dataset import NO_DATA, DataConfig, DataSpec
+from difflab.config import RunConfig, SampleConfig, TrainConfig
+from difflab.data.dataset import DataConfig, DataSpec
 from difflab.errors import UserError
-from difflab.nn.embedding import sinusoidal
 from difflab.nn.unet import UNetConfig
 from difflab.schedules.config import ScheduleConfig
 
-WEIGHTS = "diffusion_pytorch_model.safetensors"
-PICKLED = "diffusion_pytorch_model.bin"
-DIFFLAB_RUN = "difflab_run.json"  # an exported run's own config: importing the folder back gives the run itself
 FORMAT_VERSION = "0.42.1"  # the diffusers release whose format is written (and tested against)
 PREDICTIONS = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
 BETA_SCHEDULES = {"linear": "linear", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine"}
@@ -58,38 +31,6 @@ UNET_READ = ("sample_size", "in_channels", "out_channels", "time_embedding_dim",
              "attention_head_dim", "norm_num_groups", "attn_norm_num_groups", "norm_eps", "resnet_time_scale_shift",
              "num_class_embeds", "num_train_timesteps")
 DOWN, UP = ("DownBlock2D", "AttnDownBlock2D"), ("UpBlock2D", "AttnUpBlock2D")
-
-
-def _json(path: Path) -> dict:
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not readable JSON ({e}): the folder is damaged") from None
-    if not isinstance(d, dict):
-        raise UserError(f"{path} must hold a JSON object")
-    return d
-
-
-def is_diffusers_folder(path: str | Path) -> bool:
-    """A save_pretrained folder (model_index.json, or unet/config.json, or a UNet folder's own config.json)."""
-    p = Path(path)
-    return p.is_dir() and any((p / f).is_file() for f in ("model_index.json", "unet/config.json")) or \
-        (p / "config.json").is_file() and _json(p / "config.json").get("_class_name") == "UNet2DModel"
-
-
-def find_parts(root: str | Path) -> tuple[Path, Path | None]:
-    """(the UNet's folder, the scheduler's config or None) of a pipeline folder or a bare UNet folder."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"{root} is not a folder: pass a diffusers folder written by save_pretrained")
-    if (root / "unet" / "config.json").is_file():
-        unet, sched = root / "unet", root / "scheduler" / "scheduler_config.json"
-    elif (root / "config.json").is_file():
-        unet, sched = root, root.parent / "scheduler" / "scheduler_config.json"
-    else:
-        raise UserError(f"{root} is not a diffusers model folder: it has neither unet/config.json nor config.json "
-                        "(write one with save_pretrained)")
-    return unet, sched if sched.is_file() else None
 
 
 # -- config: diffusers -> difflab ------------------------------------------------------------------------------
@@ -200,140 +141,8 @@ def foreign_config(unet: dict, sched: dict, data: DataConfig, where: str) -> tup
     return cfg, DataSpec((ucfg.in_channels, h, w), quantized=True, value_range=(-1.0, 1.0), num_classes=classes)
 
 
-# -- weights, both ways ------------------------------------------------------------------------------------------
-RESNET = (("norm1", "norm1"), ("conv1", "conv1"), ("emb", "time_emb_proj"), ("norm2", "norm2"), ("conv2", "conv2"),
-          ("skip", "conv_shortcut"))
-ATTENTION = (("norm", "group_norm"), ("proj", "to_out.0"))  # plus qkv <-> to_q, to_k, to_v
 
-
-def module_pairs(cfg: UNetConfig) -> Iterator[tuple[str, str, str]]:
-    """(difflab prefix, diffusers prefix, kind) of every mapped module; kind: same, resnet or attention."""
-    levels, n = len(cfg.channel_mult), cfg.num_res_blocks
-    yield from (("conv_in", "conv_in", "same"), ("embed.mlp.0", "time_embedding.linear_1", "same"),
-                ("embed.mlp.2", "time_embedding.linear_2", "same"))
-    k = 0
-    for lv in range(levels):
-        for j in range(n):
-            yield f"down.{k}.res", f"down_blocks.{lv}.resnets.{j}", "resnet"
-            if lv in cfg.attention_levels:
-                yield f"down.{k}.attn", f"down_blocks.{lv}.attentions.{j}", "attention"
-            k += 1
-        if lv < levels - 1:
-            yield f"down.{k}.conv", f"down_blocks.{lv}.downsamplers.0.conv", "same"
-            k += 1
-    yield from (("mid.0", "mid_block.resnets.0", "resnet"), ("mid.1", "mid_block.attentions.0", "attention"),
-                ("mid.2", "mid_block.resnets.1", "resnet"))
-    k = 0
-    for b, lv in enumerate(reversed(range(levels))):
-        for j in range(n + 1):
-            yield f"up.{k}.res", f"up_blocks.{b}.resnets.{j}", "resnet"
-            if lv in cfg.attention_levels:
-                yield f"up.{k}.attn", f"up_blocks.{b}.attentions.{j}", "attention"
-            k += 1
-        if lv > 0:
-            yield f"up.{k}.conv", f"up_blocks.{b}.upsamplers.0.conv", "same"
-            k += 1
-    yield from (("out.0", "conv_norm_out", "same"), ("out.2", "conv_out", "same"))
-
-
-def _leaves(kind: str) -> tuple[tuple[str, str], ...]:
-    return {"same": (("", ""),), "resnet": RESNET, "attention": ATTENTION}[kind]
-
-
-def to_difflab(state: dict[str, Tensor], cfg: UNetConfig, classes: int, where: str) -> dict[str, Tensor]:
-    """A UNet2DModel state dict as difflab's U-Net's (the class table gets difflab's null row: zeros for a model
-    that has none, i.e. classes == num_class_embeds)."""
-    out, used = {}, set()
-
-    def take(key: str) -> Tensor:
-        if key not in state:
-            raise UserError(f"{where}: the weights lack {key}; the file does not match unet/config.json")
-        used.add(key)
-        return state[key]
-
-    for ours, theirs, kind in module_pairs(cfg):
-        for a, b in _leaves(kind):
-            src = f"{theirs}.{b}".strip(".")
-            for p in ("weight", "bias"):
-                if a == "skip" and f"{src}.{p}" not in state:
-                    continue
-                v = take(f"{src}.{p}")
-                out[f"{ours}.{a}.{p}".replace("..", ".").strip(".")] = v[..., None, None] if kind == "attention" \
-                    and a == "proj" and p == "weight" else v
-        if kind == "attention":
-            for p in ("weight", "bias"):
-                qkv = torch.cat([take(f"{theirs}.to_{n}.{p}") for n in "qkv"])
-                out[f"{ours}.qkv.{p}"] = qkv[..., None, None] if p == "weight" else qkv
-    if cfg.num_classes:
-        table = take("class_embedding.weight")  # (num_class_embeds, dim)
-        extra = cfg.num_classes + 1 - len(table)
-        out["embed.classes.weight"] = torch.cat([table, table.new_zeros(extra, table.shape[1])]) if extra else table
-    left = sorted(set(state) - used - {"time_proj.weight"})
-    if left:
-        raise UserError(f"{where}: the weights hold {left[0]}, which unet/config.json does not account for")
-    return out
-
-
-def to_diffusers(state: dict[str, Tensor], cfg: UNetConfig) -> dict[str, Tensor]:
-    """difflab's U-Net state dict as a UNet2DModel's (the class table keeps its null row as the last class)."""
-    out = {}
-    for ours, theirs, kind in module_pairs(cfg):
-        for a, b in _leaves(kind):
-            for p in ("weight", "bias"):
-                key = f"{ours}.{a}.{p}".replace("..", ".").strip(".")
-                if key in state:
-                    v = state[key]
-                    out[f"{theirs}.{b}.{p}".replace("..", ".").strip(".")] = \
-                        v.flatten(1) if kind == "attention" and a == "proj" and p == "weight" else v
-        if kind == "attention":
-            for p in ("weight", "bias"):
-                qkv = state[f"{ours}.qkv.{p}"]
-                for n, v in zip("qkv", qkv.chunk(3)):
-                    out[f"{theirs}.to_{n}.{p}"] = v.flatten(1) if p == "weight" else v
-    if cfg.num_classes:
-        out["class_embedding.weight"] = state["embed.classes.weight"]
-    return {k: v.detach().cpu().contiguous() for k, v in out.items()}
-
-
-# -- reading a folder --------------------------------------------------------------------------------------------
-def read_weights(unet_dir: Path) -> dict[str, Tensor]:
-    """The UNet's safetensors weights; a pickled .bin alone is refused, never opened."""
-    f = unet_dir / WEIGHTS
-    if not f.is_file():
-        if (unet_dir / PICKLED).is_file():
-            raise UserError(f"{unet_dir} holds only {PICKLED}, a pickle, which difflab never opens: convert it to "
-                            f"{WEIGHTS} (save_pretrained(..., safe_serialization=True)) where you trust the file")
-        raise UserError(f"{unet_dir} has no {WEIGHTS}: the model's weights are missing")
-    try:
-        return load_file(str(f))
-    except (SafetensorError, OSError) as e:
-        raise UserError(f"{f} is not a readable safetensors file ({str(e)[:80]})") from None
-
-
-def read_folder(root: str | Path, data: DataConfig | None = None) -> tuple[RunConfig, DataSpec, dict[str, Tensor]]:
-    """A diffusers folder as (run config, data description, difflab U-Net weights)."""
-    root = Path(root)
-    unet_dir, sched_path = find_parts(root)
-    unet = _json(unet_dir / "config.json")
-    own = root / DIFFLAB_RUN
-    if own.is_file():  # exported by difflab: the run's own config and data description
-        saved = _json(own)
-        try:
-            cfg = from_dict(RunConfig, upgrade(saved["config"]))
-            spec = DataSpec.from_dict(saved["data"])
-        except (KeyError, TypeError, UserError) as e:
-            raise UserError(f"{own} is not a difflab export's record ({e}): delete it to import the folder as "
-                            "diffusers wrote it") from None
-        cfg = replace(cfg, data=data) if data is not None else cfg
-        state = to_difflab(read_weights(unet_dir), cfg.unet, cfg.unet.num_classes, str(unet_dir))
-        return cfg, spec, state
-    if sched_path is None:
-        raise UserError(f"{root} has no scheduler/scheduler_config.json: difflab reads the beta table from it")
-    cfg, spec = foreign_config(unet, _json(sched_path), data or DataConfig(name=NO_DATA), str(root))
-    return cfg, spec, to_difflab(read_weights(unet_dir), cfg.unet, spec.num_classes, str(unet_dir))
-
-
-# -- writing a folder --------------------------------------------------------------------------------------------
+# -- config: difflab -> diffusers ----------------------------------------------------------------------------
 def exportable(cfg: RunConfig, spec: DataSpec) -> None:
     """Refuse, in one line, a run UNet2DModel cannot compute."""
     why = None
@@ -397,15 +206,6 @@ def diffusers_unet_config(cfg: RunConfig, spec: DataSpec, net: torch.nn.Module) 
     return c
 
 
-def time_table(cfg: RunConfig, denoiser) -> Tensor:
-    """(T, base) the sinusoidal features difflab's network sees at diffusers' timestep t = i - 1, i = 1..T."""
-    sched = denoiser.schedule
-    i = torch.arange(1, cfg.schedule.T + 1, dtype=torch.float64)
-    s = torch.exp(-0.5 * sched.log_snr(sched.time(i)))  # sigma~ at step i
-    u = cfg.unet
-    return sinusoidal(denoiser.noise_input(s), u.base_channels, order=u.time_order, freq_shift=u.freq_shift)
-
-
 def scheduler_config(cfg: RunConfig) -> dict:
     sc = cfg.schedule
     betas = {"linear": ("linear", sc.beta_1, sc.beta_T), "scaled_linear": ("scaled_linear", sc.beta_1, sc.beta_T),
@@ -418,30 +218,3 @@ def scheduler_config(cfg: RunConfig) -> dict:
             "variance_type": variance, "clip_sample": cfg.sample.clip, "clip_sample_range": 1.0,
             "thresholding": False, "timestep_spacing": "leading", "steps_offset": 0,
             "rescale_betas_zero_snr": False}
-
-
-def write_folder(pipe, out: str | Path) -> Path:
-    """A DDPMPipeline folder of a difflab Pipeline (its EMA weights, or live with load(live=True))."""
-    cfg, spec = pipe.cfg, pipe.spec
-    exportable(cfg, spec)
-    unet = diffusers_unet_config(cfg, spec, pipe.net)
-    state = to_diffusers(pipe.net.state_dict(), cfg.unet)
-    if unet["time_embedding_type"] == "learned":
-        state["time_proj.weight"] = time_table(cfg, pipe.denoiser).contiguous()
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} is not empty: choose a new --out folder")
-    tmp = out.with_name(f".{out.name}.partial")
-    for d in (tmp / "unet", tmp / "scheduler"):
-        d.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(tmp / "unet" / WEIGHTS), metadata={"format": "pt"})
-    (tmp / "unet" / "config.json").write_text(json.dumps(unet, indent=2) + "\n")
-    (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config(cfg), indent=2) + "\n")
-    (tmp / "model_index.json").write_text(json.dumps(
-        {"_class_name": "DDPMPipeline", "_diffusers_version": FORMAT_VERSION, "scheduler": ["diffusers", "DDPMScheduler"],
-         "unet": ["diffusers", "UNet2DModel"]}, indent=2) + "\n")
-    (tmp / DIFFLAB_RUN).write_text(json.dumps({"config": to_dict(cfg), "data": spec.to_dict()}, indent=1) + "\n")
-    if out.exists():
-        out.rmdir()
-    tmp.replace(out)
-    return out
