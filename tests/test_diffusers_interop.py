@@ -8,8 +8,10 @@ import json
 import warnings
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import difflab
 from difflab.config import RunConfig, SampleConfig, TrainConfig
@@ -166,6 +168,40 @@ def test_import_cli_writes_a_run_every_command_takes(tmp_path):
     assert is_diffusers_folder(tmp_path / "again") and (tmp_path / "again" / DIFFLAB_RUN).is_file()
 
 
+def test_every_command_takes_an_imported_run(tmp_path):
+    """Every sampler, both likelihoods, FID, classifier guidance with a difflab classifier, restore and edit."""
+    from difflab.samplers.registry import SAMPLERS
+    from tests.test_quality import Tiny
+
+    diffusers_model(tmp_path / "ddpm", "v_prediction", sample_size=28)
+    assert in_process("import-diffusers", "ddpm", "--out", "run", "--data", "mnist", "--quiet", cwd=tmp_path).returncode == 0
+    pipe = difflab.load(tmp_path / "run")
+    for name, spec in SAMPLERS.items():
+        x = pipe.sample(2, sampler=name, nfe=None if spec.evals is None else 6, seed=0)
+        assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all(), name
+    torch.jit.save(torch.jit.script(Tiny()), str(tmp_path / "tiny.pt"))
+    from difflab.data.mnist import load_mnist
+
+    np.savez(tmp_path / "ref.npz", images=load_mnist("test")[0][:64])
+    Image.fromarray(load_mnist("test")[0][0]).save(tmp_path / "digit.png")
+    clf = ["--data", "mnist", "--set", "data.limit=512", "--set", "classifier.channel_mult=[1,2]",
+           "--set", "classifier.attention_levels=[]", "--set", "classifier.base_channels=8", "--max-images", "128"]
+    for args in (["eval", "nll", "--checkpoint", "run", "--method", "importance", "--num-t", "4", "--num-images", "2"],
+                 ["eval", "nll", "--checkpoint", "run", "--method", "ode", "--rtol", "1e-2", "--num-images", "1"],
+                 ["eval", "fid", "--run", "run", "--num", "8", "--seeds", "1", "--nfe", "4", "--features", "tiny.pt",
+                  "--reference", "ref.npz"],
+                 ["train-classifier", *clf, "--out", "clf"],
+                 ["sample", "--run", "run", "--classifier", "clf", "--class", "3", "--guidance", "2", "--num", "2",
+                  "--nfe", "4", "--name", "cg"],
+                 ["restore", "--task", "inpaint", "--run", "run", "--data", "mnist", "--num", "2", "--nfe", "4",
+                  "--out", "inpaint"],
+                 ["edit", "--input", "digit.png", "--run", "run", "--t0", "0.5", "--num", "2", "--nfe", "4",
+                  "--out", "edit"]):
+        p = in_process(*args, "--quiet", cwd=tmp_path)
+        assert p.returncode == 0, (args, p.stderr)
+    assert (tmp_path / "inpaint" / "report.json").is_file() and (tmp_path / "run" / "cg.npz").is_file()
+
+
 def _bad(tmp_path, name: str):
     """Folders that are wrong in one way each."""
     folder = tmp_path / name
@@ -212,3 +248,10 @@ def test_runs_diffusers_cannot_compute_are_refused():
                        "text-conditioned")):
         with pytest.raises(UserError, match=says):
             exportable(cfg, spec)
+
+
+def test_head_size_need_only_divide_the_levels_with_attention():
+    """The bench's diffusers U-Net: widths 32, 64, 64, attention (64-channel heads) at the last level only."""
+    assert UNetConfig(base_channels=32, channel_mult=(1, 2, 2), attention_levels=(2,), head_dim=64).heads_at(64) == 1
+    with pytest.raises(UserError, match="head_dim=64"):
+        UNetConfig(base_channels=32, channel_mult=(1, 2, 2), attention_levels=(0, 2), head_dim=64)

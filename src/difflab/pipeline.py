@@ -184,7 +184,7 @@ class Pipeline:
                guidance: float | Transform | None = None, classifier: str | Path | None = None,
                guidance_interval: tuple[float, float] | None = None, clip: bool | None = None,
                eta: float | None = None, variance: str | None = None, batch_size: int | None = None,
-               log: Log | None = None, progress: bool = False) -> Tensor:
+               log: Log | None = None, progress: bool = False, callback: StepCallback | None = None) -> Tensor:
         """(n, *shape) samples in the data's range, on the CPU. Unset arguments keep the run's sample settings
         (the sampler most accurate at 20 NFE unless the run says otherwise). `classes` cycles labels, `prompts`
         captions (a text-to-image run) over the samples; `cond` gives n rows of any condition instead. `guidance` is a scale (classifier-free guidance of this
@@ -198,7 +198,7 @@ class Pipeline:
             guidance, cond = self.guidance(sc, 1.0 if guidance is None else guidance, classifier=classifier,
                                            interval=guidance_interval, cond=cond)
         return self.draw(self.plan(sc, log or (lambda s: None)), cond=cond, guidance=guidance, log=log,
-                         progress=progress)
+                         progress=progress, callback=callback)
 
     def guidance(self, sc: SampleConfig, scale: float, *, classifier: str | Path | None = None,
                  interval: tuple[float, float] | None = None,

@@ -8,7 +8,7 @@ import time
 
 STARTED = time.monotonic()  # the command's clock starts here, before torch is imported
 
-from difflab.cli import evaluate, interop, latent, restore, sample, tools, train
+from difflab.cli import evaluate, interop, latent, restore, sample, studio, tools, train
 from difflab.cli.common import Parser
 from difflab.errors import UserError
 
@@ -33,10 +33,11 @@ EPILOG = """examples:
   difflab eval all --run runs/mnist --features mnist   # FID, KID, precision/recall (inception: the standard FID)
   difflab import-diffusers ddpm-folder --out runs/imported --data mnist   # a diffusers model as a difflab run
   difflab export-diffusers runs/mnist --out ddpm-mnist  # DDPMPipeline.from_pretrained("ddpm-mnist") loads it
+  difflab studio --run runs                      # the web studio on http://127.0.0.1:8765/
 """
 
 
-COMMAND_MODULES = (train, sample, restore, latent, evaluate, interop, tools)  # each registers its subcommands
+COMMAND_MODULES = (train, sample, restore, latent, evaluate, interop, studio, tools)  # each registers its subcommands
 
 
 def make_parser() -> Parser:

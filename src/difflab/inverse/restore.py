@@ -24,6 +24,7 @@ from difflab.inverse.posterior import DPS, DataConsistency, MeasuredProjection, 
 from difflab.operators import MRI, Blur, Downsample, Inpaint, Operator, Radon
 
 from difflab.inverse.inputs import load_mask
+from difflab.samplers.walk import StepCallback
 
 __all__ = ["METHODS", "TASKS", "TaskConfig", "OPERATORS", "build_operator", "posterior_sample", "posterior_mean"]
 
@@ -71,8 +72,10 @@ def build_operator(tc: TaskConfig, shape: tuple[int, int, int]) -> Operator:
 
 def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optional[int] = None,
                      sampler: Optional[str] = None, seed: int = 0, zeta: float = 1.0, jumps: int = 5,
-                     iters: Optional[int] = None, log: Callable[[str], None] | None = None, progress: bool = False) -> Tensor:
-    """One restoration per measurement row of y by `method` with the run's sampler (or `sampler` at `nfe`)."""
+                     iters: Optional[int] = None, log: Callable[[str], None] | None = None, progress: bool = False,
+                     callback: Optional[StepCallback] = None) -> Tensor:
+    """One restoration per measurement row of y by `method` with the run's sampler (or `sampler` at `nfe`);
+    `callback(i, t, x, pred)` sees every step."""
     if method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if tuple(op.shape) != tuple(pipe.shape):
@@ -88,7 +91,7 @@ def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optiona
             raise UserError(f"--method conditional needs a run trained for {getattr(op, 'factor', 'k')}x "
                             f"super-resolution (unet.lowres_factor) and --task superres; this run has "
                             f"unet.lowres_factor={kind.factor if kind is not None else 0}")
-        return pipe.draw(plan, cond=kind.measured(op, y), log=log, progress=progress)
+        return pipe.draw(plan, cond=kind.measured(op, y), log=log, progress=progress, callback=callback)
 
     measurement = Condition({MEASUREMENT: y}, {MEASUREMENT: torch.zeros_like(y[0])})  # read by the transform / hook
     own = pipe.condition(sc)
@@ -104,7 +107,8 @@ def posterior_sample(pipe, op: Operator, y: Tensor, method: str, *, nfe: Optiona
                 log(f"repaint: {plan.config.sampler} keeps a history across steps; resampling with ddim instead")
             plan = pipe.plan(replace(sc, sampler="ddim"), log or (lambda s: None))
         fn = resampled(plan.spec.fn, jumps, schedule)
-    return pipe.draw(plan, cond=cond, guidance=transform, hook=hook, sampler=fn, log=log, progress=progress)
+    return pipe.draw(plan, cond=cond, guidance=transform, hook=hook, sampler=fn, log=log, progress=progress,
+                     callback=callback)
 
 
 def posterior_mean(pipe, op: Operator, y: Tensor, method: str, samples: int, **kw) -> tuple[Tensor, Tensor]:

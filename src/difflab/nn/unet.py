@@ -61,9 +61,11 @@ class UNetConfig:
         widths = [self.base_channels * m for m in self.channel_mult]
         if self.heads < 1 or any(w % self.heads for w in widths):
             raise UserError(f"unet.heads={self.heads} must divide every level's width {widths}: choose a divisor")
-        if self.head_dim < 0 or (self.head_dim and any(w % self.head_dim for w in widths)):
-            raise UserError(f"unet.head_dim={self.head_dim} must be 0 (unet.heads heads) or divide every level's width "
-                            f"{widths}")
+        attended = sorted({widths[lv] for lv in self.attention_levels + (self.cross_attention_levels or ())} |
+                          {widths[-1]})  # the middle block attends at the last level's width
+        if self.head_dim < 0 or (self.head_dim and any(w % self.head_dim for w in attended)):
+            raise UserError(f"unet.head_dim={self.head_dim} must be 0 (unet.heads heads) or divide the width of every "
+                            f"level with attention {attended}")
         if self.groups < 1 or not self.norm_eps > 0:
             raise UserError(f"unet.groups must be positive and unet.norm_eps > 0, got {self.groups}, {self.norm_eps}")
         if self.time_order not in ORDERS:
