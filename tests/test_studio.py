@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -45,24 +44,12 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(runs):
     """The studio on a free loopback port, one worker, writing under out/."""
-    import uvicorn
-
-    from difflab.studio.app import Studio, create_app
+    from difflab.studio.app import Studio, serve_in_thread
 
     studio = Studio([runs / "runs"], runs / "out", workers=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", studio
+    base, srv = serve_in_thread(studio)
+    yield base, studio
     srv.should_exit = True
-    thread.join(10)
 
 
 def call(base: str, path: str, body=None, form: bytes | None = None, ctype: str = "application/json"):

@@ -216,11 +216,40 @@ def create_app(studio: Studio) -> FastAPI:
 
     @app.get("/api/status")
     def status():
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
-        return {"jobs": studio.jobs.counts(), "max_rss_mb": round(rss, 1), "runs": len(studio.catalog.runs),
-                "pipelines_loaded": len(studio.pipes)}
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
+        return {"jobs": studio.jobs.counts(), "rss_mb": _rss_mb(), "max_rss_mb": round(peak, 1),
+                "runs": len(studio.catalog.runs), "pipelines_loaded": len(studio.pipes)}
 
     return app
+
+
+def serve_in_thread(studio: Studio, host: str = "127.0.0.1"):
+    """(base URL, uvicorn server): the app on a free port of `host`, served by a daemon thread (tests, benches);
+    stop it with server.should_exit = True."""
+    import socket
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(studio), host=host, port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True, name="studio-server").start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://{host}:{port}", server
+
+
+def _rss_mb() -> float | None:
+    """The server's resident memory now (Linux /proc), MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 async def _read(upload: UploadFile, what: str) -> bytes:

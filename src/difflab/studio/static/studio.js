@@ -199,7 +199,8 @@ async function runPage() {
     const r = await api(`/api/runs/${id}`);
     $("title").textContent = r.id;
     $("facts").textContent = `${r.data} · ${r.step} steps · ${r.images} images · ${r.schedule} schedule · predicts ${r.parameterization}` +
-      (r.classes.length ? ` · classes ${r.classes.join(", ")}` : "") + (r.text ? " · text-to-image" : "") + (r.latent ? " · latent" : "");
+      (r.classes.length ? ` · classes ${r.classes.join(", ")}` : "") + (r.text ? " · text-to-image" : "") + (r.latent ? " · latent" : "") +
+      (r.summary.test_bpd != null ? ` · test bound ${r.summary.test_bpd.toFixed(3)} ± ${(r.summary.test_bpd_stderr || 0).toFixed(3)} bits/dim` : "");
     plotLoss($("loss"), r.loss);
     $("images").innerHTML = r.files.filter((f) => f.endsWith(".png")).map((f) => `<div><div>${f}</div><img class="pix" src="/api/runs/${r.id}/files/${f}" width="300"></div>`).join("") +
       `<p><a href="/sample?run=${r.id}">sample from it</a> · <a href="/restore?run=${r.id}">restore with it</a></p>`;

@@ -1,0 +1,91 @@
+"""The README's screenshots of difflab studio: each page in headless Chromium (Debian's chromium + chromium-driver),
+after a sampling, a comparison and an inpainting through the UI, written to docs/img/studio/.
+
+  .venv/bin/python bench/studio_screenshots.py --run bench/out/diffusers_import/run
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="a run folder (or a folder of runs)")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "img" / "studio"))
+    args = ap.parse_args()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from difflab.studio.app import Studio, serve_in_thread
+
+    work = Path(tempfile.mkdtemp())
+    studio = Studio([Path(args.run)], work / "out")
+    base, server = serve_in_thread(studio)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--window-size=1400,900",
+                 f"--user-data-dir={work / 'chrome'}"):
+        opts.add_argument(flag)
+    d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    wait = lambda cond: WebDriverWait(d, 600, 0.2).until(cond)  # noqa: E731
+    try:
+        rid = studio.catalog.runs and next(iter(studio.catalog.runs))
+        d.get(f"{base}/sample")
+        wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#run option"))
+        Select(d.find_element(By.ID, "sampler")).select_by_value("dpmpp_3m")
+        num = d.find_element(By.ID, "num")
+        num.clear()
+        num.send_keys("16")
+        d.find_element(By.ID, "go").click()
+        wait(lambda d: d.find_element(By.ID, "result").get_attribute("src"))
+        d.save_screenshot(str(out / "sample.png"))
+        d.get(f"{base}/compare")
+        wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#run option"))
+        for side, sampler in (("a", "ddim"), ("b", "dpmpp_3m")):
+            Select(d.find_element(By.CSS_SELECTOR, f"[data-side={side}] .sampler")).select_by_value(sampler)
+            nfe = d.find_element(By.CSS_SELECTOR, f"[data-side={side}] .nfe")
+            nfe.clear()
+            nfe.send_keys("10")
+        d.find_element(By.ID, "go").click()
+        wait(lambda d: all(i.get_attribute("src") for i in d.find_elements(By.CSS_SELECTOR, ".result")))
+        d.save_screenshot(str(out / "compare.png"))
+        d.get(f"{base}/restore")
+        wait(lambda d: d.find_element(By.ID, "canvas").get_attribute("data-base"))
+        canvas = d.find_element(By.ID, "canvas")
+        w = canvas.size["width"]
+        ActionChains(d).move_to_element_with_offset(canvas, -w // 3, -w // 8).click_and_hold() \
+            .move_by_offset(2 * w // 3, w // 5).release().perform()
+        d.find_element(By.ID, "go").click()
+        wait(lambda d: d.find_elements(By.CSS_SELECTOR, "img.result-panel"))
+        d.save_screenshot(str(out / "restore.png"))
+        d.get(f"{base}/run/{rid}")
+        wait(lambda d: d.find_element(By.ID, "settings").text)
+        time.sleep(1)
+        d.save_screenshot(str(out / "run.png"))
+        d.get(f"{base}/")
+        wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#runs tbody tr"))
+        d.save_screenshot(str(out / "runs.png"))
+    finally:
+        d.quit()
+        server.should_exit = True
+    print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    main()
