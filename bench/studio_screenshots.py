@@ -1,7 +1,9 @@
 """The README's screenshots of difflab studio: each page in headless Chromium (Debian's chromium + chromium-driver),
 after a sampling, a comparison and an inpainting through the UI, written to docs/img/studio/.
 
-  .venv/bin/python bench/studio_screenshots.py --run bench/out/diffusers_import/run
+  .venv/bin/python bench/studio_screenshots.py --run bench/out --sample out-text_to_image-word \
+      --prompt "a seven on the right, a three on the left" --compare out-diffusers_import-run \
+      --restore out-diffusers_import-run --page out-text_to_image-word
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a run folder (or a folder of runs)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "img" / "studio"))
+    for page in ("sample", "compare", "restore", "page"):
+        ap.add_argument(f"--{page}", help=f"the run id shown on the {page} page (default: the first run)")
+    ap.add_argument("--prompt", help="the sample page's prompt (a text-to-image run)")
     args = ap.parse_args()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -44,9 +49,20 @@ def main() -> None:
     d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
     wait = lambda cond: WebDriverWait(d, 600, 0.2).until(cond)  # noqa: E731
     try:
-        rid = studio.catalog.runs and next(iter(studio.catalog.runs))
-        d.get(f"{base}/sample")
-        wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#run option"))
+        first = next(iter(studio.catalog.runs))
+
+        def open_page(path: str, run: str | None) -> None:
+            d.get(f"{base}{path}" + (f"?run={run}" if run else ""))
+            wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#run option"))
+            if run:
+                d.execute_script("document.getElementById('run').dispatchEvent(new Event('change'))")
+
+        open_page("/sample", args.sample)
+        if args.prompt:
+            d.find_element(By.ID, "prompt").send_keys(args.prompt)
+            g = d.find_element(By.ID, "guidance")
+            g.clear()
+            g.send_keys("3")
         Select(d.find_element(By.ID, "sampler")).select_by_value("dpmpp_3m")
         num = d.find_element(By.ID, "num")
         num.clear()
@@ -54,8 +70,7 @@ def main() -> None:
         d.find_element(By.ID, "go").click()
         wait(lambda d: d.find_element(By.ID, "result").get_attribute("src"))
         d.save_screenshot(str(out / "sample.png"))
-        d.get(f"{base}/compare")
-        wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#run option"))
+        open_page("/compare", args.compare)
         for side, sampler in (("a", "ddim"), ("b", "dpmpp_3m")):
             Select(d.find_element(By.CSS_SELECTOR, f"[data-side={side}] .sampler")).select_by_value(sampler)
             nfe = d.find_element(By.CSS_SELECTOR, f"[data-side={side}] .nfe")
@@ -64,7 +79,8 @@ def main() -> None:
         d.find_element(By.ID, "go").click()
         wait(lambda d: all(i.get_attribute("src") for i in d.find_elements(By.CSS_SELECTOR, ".result")))
         d.save_screenshot(str(out / "compare.png"))
-        d.get(f"{base}/restore")
+        open_page("/restore", args.restore)
+        time.sleep(1)
         wait(lambda d: d.find_element(By.ID, "canvas").get_attribute("data-base"))
         canvas = d.find_element(By.ID, "canvas")
         w = canvas.size["width"]
@@ -73,7 +89,7 @@ def main() -> None:
         d.find_element(By.ID, "go").click()
         wait(lambda d: d.find_elements(By.CSS_SELECTOR, "img.result-panel"))
         d.save_screenshot(str(out / "restore.png"))
-        d.get(f"{base}/run/{rid}")
+        d.get(f"{base}/run/{args.page or first}")
         wait(lambda d: d.find_element(By.ID, "settings").text)
         time.sleep(1)
         d.save_screenshot(str(out / "run.png"))
