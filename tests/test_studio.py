@@ -277,3 +277,11 @@ def test_inpainting_through_the_ui_keeps_the_unmasked_pixels(server, browser):
     assert shown[8].max() < 130 < truth.max()  # the painted row was removed from the measurement (0 = grey)
     assert result.std() > 0 and set(panels) >= {"measurement", "truth", "difflab (project)"}
     browser.save_screenshot(str(ARTIFACTS / "restore-done.png"))
+
+
+def test_the_studio_command_refuses_folders_without_runs(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for args, says in ((["--run", "missing"], "is not a folder"), (["--run", "empty"], "no diffusion runs"),
+                       (["--run", "empty", "--workers", "0"], "--workers must be at least 1")):
+        p = in_process("studio", *args, cwd=tmp_path)
+        assert p.returncode == 2 and says in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
