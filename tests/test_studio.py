@@ -231,6 +231,11 @@ def test_sampling_through_the_ui(server, browser):
     base, _ = server
     browser.get(base + "/sample")
     until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#run option"))
+    nfe = browser.find_element(By.ID, "nfe")  # a bad value through the UI: the page says what is wrong
+    nfe.clear()
+    nfe.send_keys("100000")
+    browser.find_element(By.ID, "go").click()
+    until(browser, lambda d: "nfe must be 1..250" in d.find_element(By.ID, "error").text, 60)
     Select(browser.find_element(By.ID, "sampler")).select_by_value("dpmpp_2m")
     for field, value in (("nfe", "6"), ("num", "9"), ("guidance", "2")):
         el = browser.find_element(By.ID, field)
@@ -242,7 +247,7 @@ def test_sampling_through_the_ui(server, browser):
     grid = decode(browser.find_element(By.ID, "result").get_attribute("src"))
     assert grid.shape == (4 * (3 * (H + 2) + 2),) * 2 and grid.std() > 0  # a 3 x 3 grid, 4x upscaled, not blank
     assert decode(browser.find_element(By.ID, "x0").get_attribute("src")).std() > 0
-    assert browser.find_element(By.ID, "state").text == "done"
+    assert browser.find_element(By.ID, "state").text == "done" and browser.find_element(By.ID, "error").text == ""
     browser.save_screenshot(str(ARTIFACTS / "sample-done.png"))
 
 
